@@ -1,0 +1,31 @@
+# The app image: the demo site served by an ASGI server with several worker processes.
+# Built by docker-compose.yml; nginx (a separate service) sits in front of the replicas.
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+WORKDIR /srv
+
+# Dependencies first, so editing the code does not reinstall them.
+COPY pyproject.toml README.md ./
+COPY sessions ./sessions
+COPY auth ./auth
+RUN pip install .
+
+COPY app.py ./
+COPY deploy ./deploy
+COPY templates ./templates
+COPY static ./static
+
+# Never run the web server as root.
+RUN useradd --system --no-create-home --uid 10001 web
+USER web
+
+EXPOSE 8000
+# Several workers per replica; ProxyFixMiddleware (deploy/asgi.py) trusts nginx as one hop.
+# exec: the server gets SIGTERM from `docker stop` directly and shuts down gracefully.
+CMD exec hypercorn --bind 0.0.0.0:8000 --workers "${WEB_CONCURRENCY:-2}" \
+    --graceful-timeout 10 deploy.asgi:app

@@ -1,0 +1,336 @@
+"""N app processes behind the system nginx, sharing one Redis: ``python -m deploy.cluster``.
+
+Usage: ``python -m deploy.cluster --workers 3 --port 8080 [--redis-url URL] [--server NAME]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Mapping
+from pathlib import Path
+from types import FrameType, TracebackType
+
+from deploy.nginx import Nginx
+from deploy.processes import (
+    MissingBinary,
+    find_binary,
+    free_port,
+    kill,
+    port_is_open,
+    terminate,
+)
+from deploy.redis_server import RedisServer
+from deploy.servers import ASGI_APP, DEFAULT_SERVER, SERVERS, server_command
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def fetch(url: str, timeout: float = 2.0) -> tuple[int, dict[str, str], bytes]:
+    """GET url without raising on HTTP errors: (status, lower-case headers, body)."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 - loopback
+            headers = {name.lower(): value for name, value in response.headers.items()}
+            return response.status, headers, response.read()
+    except urllib.error.HTTPError as error:
+        headers = {name.lower(): value for name, value in error.headers.items()}
+        return error.code, headers, error.read()
+
+
+def healthy(url: str) -> bool:
+    """True when GET url answers 200 (a /healthz URL)."""
+    try:
+        status, _, _ = fetch(url)
+    except (OSError, ValueError):
+        return False
+    return status == 200
+
+
+class Worker:
+    """One ASGI server process serving the app on its own loopback port."""
+
+    def __init__(self, index: int, port: int, command: list[str], env: Mapping[str, str],
+                 log_path: Path) -> None:  # fmt: skip
+        self.index = index
+        self.port = port
+        self.command = command
+        self.env = dict(env)
+        self.log_path = log_path
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid(self) -> int | None:
+        """The process's PID while it runs."""
+        if self.process is None or self.process.poll() is not None:
+            return None
+        return self.process.pid
+
+    def start(self) -> None:
+        """Start the server process; its output goes to log_path."""
+        with self.log_path.open("ab") as log:
+            # A session of its own: Ctrl-C in the terminal reaches only the cluster command,
+            # which then stops everything in order (nginx first, Redis last).
+            self.process = subprocess.Popen(
+                self.command, cwd=ROOT, env=self.env, stdin=subprocess.DEVNULL,
+                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            )  # fmt: skip
+
+    def wait_healthy(self, timeout: float = 30.0) -> None:
+        """Wait until this worker answers 200 on /healthz directly (not through nginx)."""
+        deadline = time.monotonic() + timeout
+        url = f"http://127.0.0.1:{self.port}/healthz"
+        while time.monotonic() < deadline:
+            if self.process is None or self.process.poll() is not None:
+                raise RuntimeError(f"worker {self.index} exited early:\n{self.log_tail()}")
+            if healthy(url):
+                return
+            time.sleep(0.1)
+        raise TimeoutError(f"worker {self.index} not healthy in {timeout}s:\n{self.log_tail()}")
+
+    def stop(self) -> None:
+        """Graceful stop: SIGTERM by PID, SIGKILL only if it hangs."""
+        terminate(self.process)
+
+    def kill(self) -> None:
+        """SIGKILL by PID: the crash a test simulates."""
+        kill(self.process)
+
+    def log_tail(self, lines: int = 30) -> str:
+        """The end of this worker's output."""
+        if not self.log_path.exists():
+            return ""
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+
+class Cluster:
+    """Workers + nginx (+ a private Redis unless redis_url is given), started and stopped by PID.
+
+    Example::
+
+        with Cluster(workers=3, port=0) as cluster:   # port 0: any free port
+            print(cluster.url)                         # http://127.0.0.1:<port>/
+            cluster.kill_worker(0)
+    """
+
+    def __init__(
+        self,
+        workers: int = 3,
+        port: int = 8080,
+        redis_url: str | None = None,
+        server: str = DEFAULT_SERVER,
+        secret_key: str | None = None,
+        app: str = ASGI_APP,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        if workers < 1:
+            raise ValueError("workers must be at least 1")
+        if server not in SERVERS:
+            raise ValueError(f"unknown server {server!r}; choose one of {', '.join(SERVERS)}")
+        # Fail before starting anything when a system program is missing.
+        find_binary("nginx", "/usr/sbin/nginx")
+        if redis_url is None:
+            find_binary("redis-server")
+        self.worker_count = workers
+        self.port = port or free_port()
+        self.redis_url = redis_url
+        self.server = server
+        self.app = app
+        # Every worker must sign cookies with the same key, and keep it across restarts.
+        self.secret_key = secret_key or os.environ.get("SECRET_KEY") or secrets.token_urlsafe(32)
+        self.extra_env = dict(env or {})
+        self.run_dir = Path(tempfile.mkdtemp(prefix="deploy-cluster-"))
+        self.redis: RedisServer | None = None
+        self.workers: list[Worker] = []
+        self.nginx: Nginx | None = None
+
+    # ----- lifecycle -------------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        """The site's address through nginx."""
+        return f"http://127.0.0.1:{self.port}/"
+
+    def start(self, timeout: float = 60.0) -> None:
+        """Start Redis (if private), every worker, then nginx; return once all answer."""
+        if port_is_open(self.port):
+            raise RuntimeError(f"port {self.port} is already in use; pick another with --port")
+        try:
+            if self.redis_url is None:
+                self.redis = RedisServer(self.run_dir / "redis")
+                self.redis.start()
+            for index in range(self.worker_count):
+                port = free_port()
+                command = server_command(self.server, port, self.app)
+                log = self.run_dir / f"worker-{index}.log"
+                self.workers.append(Worker(index, port, command, self._worker_env(), log))
+            for worker in self.workers:
+                worker.start()
+            for worker in self.workers:
+                worker.wait_healthy(timeout)
+            self.nginx = Nginx(self.run_dir / "nginx", self.port, [w.port for w in self.workers])
+            self.nginx.start()
+            self.wait_healthy(timeout)
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        """Stop everything this cluster started, by PID: nginx, then workers, then Redis."""
+        if self.nginx is not None:
+            self.nginx.stop()
+        for worker in self.workers:
+            worker.stop()
+        if self.redis is not None:
+            self.redis.stop()
+        shutil.rmtree(self.run_dir, ignore_errors=True)
+
+    def __enter__(self) -> Cluster:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def wait_healthy(self, timeout: float = 30.0) -> None:
+        """Wait until /healthz answers 200 through nginx once per worker in a row."""
+        deadline = time.monotonic() + timeout
+        in_a_row = 0
+        while time.monotonic() < deadline:
+            in_a_row = in_a_row + 1 if healthy(self.url + "healthz") else 0
+            if in_a_row >= len(self.workers):
+                return
+            time.sleep(0.05)
+        raise TimeoutError(f"the cluster did not answer in {timeout}s:\n{self.diagnostics()}")
+
+    # ----- faults and restarts, for tests and for watching the session follow you -----------
+
+    @property
+    def worker_pids(self) -> list[int | None]:
+        """PID of each worker (None for one that is not running)."""
+        return [worker.pid for worker in self.workers]
+
+    def kill_worker(self, index: int) -> None:
+        """SIGKILL one worker by PID, like a crash; nginx routes around it."""
+        self.workers[index].kill()
+
+    def start_worker(self, index: int, timeout: float = 30.0) -> None:
+        """Start a stopped worker again on its own port and wait until it answers."""
+        worker = self.workers[index]
+        worker.start()
+        worker.wait_healthy(timeout)
+
+    def restart_worker(self, index: int, timeout: float = 30.0) -> None:
+        """Graceful stop then start of one worker."""
+        self.workers[index].stop()
+        self.start_worker(index, timeout)
+
+    def stop_workers(self) -> None:
+        """Gracefully stop every worker (nginx and Redis stay up)."""
+        for worker in self.workers:
+            worker.stop()
+
+    def start_workers(self, timeout: float = 30.0) -> None:
+        """Start every stopped worker and wait until the site answers through nginx."""
+        for worker in self.workers:
+            if worker.pid is None:
+                worker.start()
+        for worker in self.workers:
+            worker.wait_healthy(timeout)
+        self.wait_healthy(timeout)
+
+    def restart_redis(self) -> None:
+        """Stop and start the private Redis (same port, same append-only file)."""
+        if self.redis is None:
+            raise RuntimeError("this cluster uses an external Redis (--redis-url)")
+        self.redis.restart()
+
+    # ----- internals ------------------------------------------------------------------------
+
+    def _worker_env(self) -> dict[str, str]:
+        """The environment of every worker: same Redis, same secret."""
+        env = dict(os.environ)
+        env.update(self.extra_env)
+        env["REDIS_URL"] = self.redis.url if self.redis is not None else str(self.redis_url)
+        env["SECRET_KEY"] = self.secret_key
+        env["PYTHONPATH"] = os.pathsep.join(
+            part for part in (str(ROOT), env.get("PYTHONPATH", "")) if part
+        )
+        env.setdefault("PYTHONUNBUFFERED", "1")
+        return env
+
+    def diagnostics(self) -> str:
+        """Recent logs of every part, for error messages."""
+        parts = [f"--- worker {w.index} (port {w.port}) ---\n{w.log_tail()}" for w in self.workers]
+        if self.nginx is not None:
+            parts.append(f"--- nginx error.log ---\n{self.nginx.error_log()[-3000:]}")
+        return "\n".join(parts)
+
+
+def _parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m deploy.cluster",
+        description="Run the demo as several workers behind nginx, sharing sessions in Redis.",
+    )
+    parser.add_argument("--workers", type=int, default=3, help="app processes (default 3)")
+    parser.add_argument("--port", type=int, default=8080, help="nginx port (default 8080)")
+    parser.add_argument(
+        "--redis-url", default=None,
+        help="an existing Redis; default: a private redis-server with append-only persistence",
+    )  # fmt: skip
+    parser.add_argument("--server", choices=SERVERS, default=DEFAULT_SERVER,
+                        help=f"ASGI server (default {DEFAULT_SERVER})")  # fmt: skip
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Start the cluster, print its URL, and stop everything on Ctrl-C or SIGTERM."""
+    args = _parse_args(argv)
+
+    def on_sigterm(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        cluster = Cluster(args.workers, args.port, args.redis_url, args.server)
+    except MissingBinary as error:
+        print(f"deploy.cluster: {error}", file=sys.stderr)
+        return 2
+    try:
+        cluster.start()
+        pids = ", ".join(str(pid) for pid in cluster.worker_pids)
+        redis = cluster.redis.url + " (private, append-only)" if cluster.redis else args.redis_url
+        print(f"{args.workers} {args.server} workers (PIDs {pids}) behind nginx, Redis at {redis}")
+        print(f"Serving on {cluster.url} ; Ctrl-C stops everything.", flush=True)
+        reported: set[int] = set()
+        while True:
+            time.sleep(1)
+            for worker in cluster.workers:
+                if worker.pid is None and worker.index not in reported:
+                    reported.add(worker.index)
+                    print(f"worker {worker.index} exited; nginx now skips it", file=sys.stderr)
+    except KeyboardInterrupt:
+        print("Stopping…", file=sys.stderr)
+        return 0
+    except (RuntimeError, TimeoutError) as error:
+        print(f"deploy.cluster: {error}", file=sys.stderr)
+        return 1
+    finally:
+        cluster.stop()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

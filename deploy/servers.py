@@ -1,0 +1,42 @@
+"""How to start one ASGI server process on one loopback port, for each server we support."""
+
+from __future__ import annotations
+
+import sys
+
+#: The app every server runs: the demo app behind ProxyFixMiddleware (deploy/asgi.py).
+ASGI_APP = "deploy.asgi:app"
+
+#: Chosen by measurement (bench/servers/README.md); every entry supports workers, proxy headers
+#: (through our ProxyFixMiddleware) and graceful shutdown on SIGTERM.
+DEFAULT_SERVER = "hypercorn"
+
+SERVERS = ("hypercorn", "hypercorn-uvloop", "uvicorn", "granian")
+
+
+def server_command(
+    server: str, port: int, app: str = ASGI_APP, host: str = "127.0.0.1"
+) -> list[str]:
+    """The argv that serves app on host:port as ONE process (its PID is the worker's PID).
+
+    Example: ``server_command("hypercorn", 8001)`` ->
+    ``[python, "-m", "hypercorn", "--workers", "0", "--bind", "127.0.0.1:8001", ...]``
+    """
+    python = sys.executable
+    if server in ("hypercorn", "hypercorn-uvloop"):
+        worker_class = "uvloop" if server == "hypercorn-uvloop" else "asyncio"
+        # --workers 0 serves in this very process instead of a spawned child, so the PID we
+        # hold is the one answering (and the one a test can SIGKILL).
+        return [python, "-m", "hypercorn", "--workers", "0", "--worker-class", worker_class,
+                "--bind", f"{host}:{port}", "--graceful-timeout", "5", app]  # fmt: skip
+    if server == "uvicorn":
+        # Our ProxyFixMiddleware already applies the one-hop rule; uvicorn's own would be a
+        # second, differently configured copy of it.
+        return [python, "-m", "uvicorn", "--host", host, "--port", str(port),
+                "--loop", "uvloop", "--http", "httptools", "--no-proxy-headers",
+                "--no-access-log", "--timeout-graceful-shutdown", "5", app]  # fmt: skip
+    if server == "granian":
+        return [python, "-m", "granian", "--interface", "asgi", "--host", host,
+                "--port", str(port), "--workers", "1", "--loop", "uvloop",
+                "--workers-kill-timeout", "5", app]  # fmt: skip
+    raise ValueError(f"unknown ASGI server {server!r}; choose one of {', '.join(SERVERS)}")
