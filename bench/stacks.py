@@ -1,0 +1,176 @@
+"""The benchmarked stacks and how each one's server is started."""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench.process import Child
+
+ROOT = Path(__file__).resolve().parent.parent
+NODE_DIR = ROOT / "bench" / "node"
+SETUP_HINT = "run `bash scripts/setup --bench`"
+
+
+@dataclass(frozen=True)
+class Stack:
+    name: str
+    framework: str  # "quart" or "express": the ratio is taken to this framework's bare app
+    description: str
+    app: str  # "module:attr" for Python stacks, a script under bench/node/ for express
+    sessions: bool = True  # serves a session cookie (primed before measuring)
+    redis: bool = False  # talks to the private redis-server
+    env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def is_python(self) -> bool:
+        return self.framework == "quart"
+
+    @property
+    def baseline(self) -> str:
+        return "quart-bare" if self.is_python else "express-bare"
+
+
+STACKS: dict[str, Stack] = {
+    stack.name: stack
+    for stack in (
+        Stack("quart-bare", "quart", "Quart, no sessions", "bench.apps.bare:app", sessions=False),
+        Stack(
+            "ours-memory",
+            "quart",
+            "ours, MemoryStore",
+            "bench.apps.ours:app",
+            env={"BENCH_STORE": "memory"},
+        ),
+        Stack(
+            "ours-file",
+            "quart",
+            "ours, FileStore",
+            "bench.apps.ours:app",
+            env={"BENCH_STORE": "file"},
+        ),
+        Stack(
+            "ours-redis",
+            "quart",
+            "ours, RedisStore",
+            "bench.apps.ours:app",
+            redis=True,
+            env={"BENCH_STORE": "redis"},
+        ),
+        Stack(
+            "quart-session-redis",
+            "quart",
+            "quart-session 3.0.0, Redis",
+            "bench.apps.peer_quart_session:app",
+            redis=True,
+        ),
+        Stack("express-bare", "express", "express, no sessions", "bare.js", sessions=False),
+        Stack(
+            "express-session-redis",
+            "express",
+            "express-session + connect-redis",
+            "session.js",
+            redis=True,
+        ),
+    )
+}
+
+# The project's own site (app.py create_app() with the auth blueprint), for the login scenario.
+SITE = Stack(
+    "site", "quart", "app.py create_app() (sessions + auth)", "bench.apps.site:app", redis=True
+)
+
+
+@dataclass(frozen=True)
+class PythonServer:
+    """The ASGI server every Python stack runs on in one benchmark run."""
+
+    name: str  # "hypercorn" or "uvicorn"
+
+    @property
+    def uvloop(self) -> bool:
+        return importlib.util.find_spec("uvloop") is not None
+
+    @property
+    def httptools(self) -> bool:
+        return importlib.util.find_spec("httptools") is not None
+
+    def describe(self) -> str:
+        if self.name == "hypercorn":
+            return f"hypercorn, 1 worker in-process (-w 0), -k {self._worker_class()}"
+        return (
+            f"uvicorn, 1 worker, --loop {'uvloop' if self.uvloop else 'asyncio'}"
+            f" --http {'httptools' if self.httptools else 'h11'}"
+        )
+
+    def _worker_class(self) -> str:
+        return "uvloop" if self.uvloop else "asyncio"
+
+    def command(self, app: str, port: int) -> list[str]:
+        if self.name == "hypercorn":
+            return [
+                sys.executable,
+                "-m",
+                "hypercorn",
+                "-w",
+                "0",
+                "-k",
+                self._worker_class(),
+                "-b",
+                f"127.0.0.1:{port}",
+                "--log-level",
+                "warning",
+                app,
+            ]
+        if self.name == "uvicorn":
+            if importlib.util.find_spec("uvicorn") is None:
+                raise RuntimeError(f"uvicorn is not installed: {SETUP_HINT}")
+            return [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "--loop",
+                "uvloop" if self.uvloop else "asyncio",
+                "--http",
+                "httptools" if self.httptools else "h11",
+                "--no-access-log",
+                "--log-level",
+                "warning",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                app,
+            ]
+        raise ValueError(f"unknown server {self.name!r}: hypercorn or uvicorn")
+
+
+def check_node() -> str:
+    node = shutil.which("node")
+    if node is None:
+        raise RuntimeError(f"node is not installed: {SETUP_HINT}")
+    if not (NODE_DIR / "node_modules" / "express-session").is_dir():
+        raise RuntimeError(f"{NODE_DIR}/node_modules is missing: {SETUP_HINT}")
+    return node
+
+
+def server_for(
+    stack: Stack,
+    server: PythonServer,
+    port: int,
+    *,
+    cpu: str | None,
+    env: dict[str, str],
+    log: Path,
+) -> Child:
+    """The (not yet started) server process of `stack` on 127.0.0.1:port."""
+    full_env = {**stack.env, **env}
+    if stack.is_python:
+        command = server.command(stack.app, port)
+    else:
+        command = [check_node(), str(NODE_DIR / stack.app)]
+        full_env |= {"PORT": str(port), "NODE_ENV": "production"}
+    return Child(stack.name, command, port, cpu=cpu, env=full_env, cwd=ROOT, log=log)
