@@ -1,0 +1,63 @@
+"""The express-session cookie value: `s:<id>.<HMAC-SHA256>`, percent-encoded like encodeURIComponent."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+from collections.abc import Sequence
+from urllib.parse import quote, unquote
+
+__all__ = ["encode_cookie_value", "read_cookie", "sign", "unsign"]
+
+# encodeURIComponent leaves A-Z a-z 0-9 - _ . ! ~ * ' ( ) alone; quote() always keeps the first seven.
+_URI_COMPONENT_SAFE = "-_.!~*'()"
+MAX_COOKIE_VALUE = 4096
+
+
+def _mac(sid: str, secret: bytes) -> str:
+    digest = hmac.new(secret, sid.encode(), hashlib.sha256).digest()
+    return base64.b64encode(digest).decode().rstrip("=")
+
+
+def sign(sid: str, secret: bytes) -> str:
+    """`s:` + id + `.` + unpadded base64 HMAC-SHA256, as cookie-signature does."""
+    return f"s:{sid}.{_mac(sid, secret)}"
+
+
+def unsign(value: str, secrets: Sequence[bytes]) -> str | None:
+    """The id a signed value carries when any secret verifies it, else None."""
+    if not value.startswith("s:"):
+        return None
+    sid, dot, mac = value[2:].rpartition(".")
+    if not dot:
+        return None
+    for secret in secrets:
+        if hmac.compare_digest(_mac(sid, secret), mac):
+            return sid
+    return None
+
+
+def encode_cookie_value(sid: str, secret: bytes) -> str:
+    """The signed id exactly as express-session writes it into Set-Cookie."""
+    return quote(sign(sid, secret), safe=_URI_COMPONENT_SAFE)
+
+
+def read_cookie(header: str, name: str) -> str | None:
+    """The first value of cookie `name` in a Cookie header, parsed the way the `cookie` npm package does."""
+    for pair in header.split(";"):
+        key, equals, value = pair.partition("=")
+        if not equals or key.strip(" \t") != name:
+            continue
+        value = value.strip(" \t")
+        if len(value) > MAX_COOKIE_VALUE:
+            return None
+        if len(value) >= 2 and value[0] == '"' and value[-1] == '"':
+            value = value[1:-1]
+        if "%" in value:
+            try:
+                value = unquote(value, errors="strict")
+            except UnicodeDecodeError:
+                pass
+        return value
+    return None

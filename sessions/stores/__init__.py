@@ -1,0 +1,1 @@
+"""Session stores: one storage contract, one module per backend."""
