@@ -1,0 +1,63 @@
+"""Sign-up, sign-in and account pages for Quart on top of ``sessions``.
+
+Example::
+
+    from auth import Auth, current_user, login_required
+
+    Sessions(app, store=FileStore("instance/sessions"))
+    Auth(app)
+"""
+
+from .csrf import CSRF_FIELD, CSRF_HEADER, CSRFError, csrf_protect, csrf_token, validate_csrf
+from .errors import AuthUnavailable, Throttled
+from .extension import (
+    DEFAULTS,
+    Auth,
+    current_user,
+    login_required,
+    login_user,
+    logout_user,
+    signed_in_user,
+)
+from .passwords import Passwords
+from .throttle import Counters, FileCounters, MemoryCounters, RedisCounters, Throttle
+from .users import (
+    AnonymousUser,
+    FileUserStore,
+    RedisUserStore,
+    User,
+    UsernameTaken,
+    UserStore,
+)
+from .views import safe_next
+
+__all__ = [
+    "CSRF_FIELD",
+    "CSRF_HEADER",
+    "DEFAULTS",
+    "AnonymousUser",
+    "Auth",
+    "AuthUnavailable",
+    "CSRFError",
+    "Counters",
+    "FileCounters",
+    "FileUserStore",
+    "MemoryCounters",
+    "Passwords",
+    "RedisCounters",
+    "RedisUserStore",
+    "Throttle",
+    "Throttled",
+    "User",
+    "UserStore",
+    "UsernameTaken",
+    "csrf_protect",
+    "csrf_token",
+    "current_user",
+    "login_required",
+    "login_user",
+    "logout_user",
+    "safe_next",
+    "signed_in_user",
+    "validate_csrf",
+]

@@ -1,0 +1,79 @@
+"""Password hashing with argon2id, run off the event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+
+__all__ = ["Passwords"]
+
+T = TypeVar("T")
+
+
+class Passwords:
+    """Hash and verify passwords in a small thread pool of their own.
+
+    The default hasher is argon2-cffi's, i.e. argon2id with the RFC 9106 low-memory
+    parameters (t=3, m=64 MiB, p=4).  Example::
+
+        passwords = Passwords()
+        stored = await passwords.hash("correct horse")
+        assert await passwords.verify(stored, "correct horse")
+    """
+
+    def __init__(self, hasher: PasswordHasher | None = None, *, workers: int | None = None) -> None:
+        self.hasher = hasher or PasswordHasher()
+        # A pool of its own: a burst of logins must not starve the default executor, which
+        # the session stores may use for their file I/O.
+        self._workers = workers or max(2, os.cpu_count() or 2)
+        self._executor: ThreadPoolExecutor | None = None
+        self._dummy_hash: str | None = None
+
+    async def hash(self, password: str) -> str:
+        """Return a fresh argon2 hash of ``password``."""
+        return await self._run(self.hasher.hash, password)
+
+    async def verify(self, stored_hash: str | None, password: str) -> bool:
+        """Check ``password`` against ``stored_hash``; ``None`` (unknown user) costs the same."""
+        if stored_hash is None:
+            await self._run(self._verify_sync, await self._dummy(), password)
+            return False
+        return await self._run(self._verify_sync, stored_hash, password)
+
+    def needs_rehash(self, stored_hash: str) -> bool:
+        """True when ``stored_hash`` was made with other parameters than the current hasher's."""
+        try:
+            return self.hasher.check_needs_rehash(stored_hash)
+        except (InvalidHashError, ValueError):
+            return True
+
+    def close(self) -> None:
+        """Stop the worker threads (they are started again on next use)."""
+        if self._executor is not None:
+            self._executor.shutdown(wait=False)
+            self._executor = None
+
+    def _verify_sync(self, stored_hash: str, password: str) -> bool:
+        try:
+            return self.hasher.verify(stored_hash, password)
+        except (VerifyMismatchError, VerificationError, InvalidHashError):
+            return False
+
+    async def _dummy(self) -> str:
+        # Made lazily with the current parameters, so an unknown user costs a real verify.
+        if self._dummy_hash is None:
+            self._dummy_hash = await self._run(self.hasher.hash, secrets.token_urlsafe(24))
+        return self._dummy_hash
+
+    async def _run(self, func: Callable[..., T], *args: str) -> T:
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(self._workers, thread_name_prefix="argon2")
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, func, *args)

@@ -1,0 +1,317 @@
+"""Where users live: the async ``UserStore`` contract, a Redis store and a JSON-file store."""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import json
+import os
+import secrets
+import tempfile
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from .errors import AuthUnavailable
+
+__all__ = [
+    "AnonymousUser",
+    "FileUserStore",
+    "RedisUserStore",
+    "User",
+    "UserStore",
+    "UsernameTaken",
+    "username_key",
+]
+
+T = TypeVar("T")
+
+
+def username_key(username: str) -> str:
+    """The case-insensitive form of a username: ``username_key("Ann") == "ann"``."""
+    return username.strip().casefold()
+
+
+@dataclass(frozen=True)
+class User:
+    """A registered user; ``password_hash`` is an argon2 hash, never the password."""
+
+    id: str
+    username: str
+    password_hash: str
+    created: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
+
+    @property
+    def is_authenticated(self) -> bool:
+        """Always true: templates test ``current_user.is_authenticated``."""
+        return True
+
+    def to_json(self) -> dict[str, str]:
+        """The stored form of the user."""
+        return {
+            "id": self.id,
+            "username": self.username,
+            "password_hash": self.password_hash,
+            "created": self.created,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> User:
+        """Rebuild a user from its stored form."""
+        return cls(
+            id=str(data["id"]),
+            username=str(data["username"]),
+            password_hash=str(data["password_hash"]),
+            created=str(data.get("created", "")),
+        )
+
+
+@dataclass(frozen=True)
+class AnonymousUser:
+    """The user of a request that is not signed in."""
+
+    id: None = None
+    username: None = None
+
+    @property
+    def is_authenticated(self) -> bool:
+        """Always false."""
+        return False
+
+
+class UsernameTaken(Exception):
+    """Raised by ``UserStore.create`` when the username (case-insensitively) exists."""
+
+
+class UserStore(ABC):
+    """The async contract every user store fulfils.
+
+    Example::
+
+        user = await store.create("ann", await passwords.hash("a long secret"))
+        assert (await store.by_username("ANN")) == user
+    """
+
+    @abstractmethod
+    async def get(self, user_id: str) -> User | None:
+        """The user with this id, or ``None``."""
+
+    @abstractmethod
+    async def by_username(self, username: str) -> User | None:
+        """The user with this username (case-insensitive), or ``None``."""
+
+    @abstractmethod
+    async def create(self, username: str, password_hash: str) -> User:
+        """Add a user with a fresh id; raises ``UsernameTaken``."""
+
+    @abstractmethod
+    async def set_password_hash(self, user_id: str, password_hash: str) -> User | None:
+        """Replace the stored hash; returns the updated user, ``None`` when it does not exist."""
+
+    async def ping(self) -> bool:
+        """True when the backend answers."""
+        return True
+
+    @staticmethod
+    def new_id() -> str:
+        """A random, unguessable user id."""
+        return secrets.token_hex(12)
+
+
+# The name claim (SET NX) and the user record are written together or not at all.
+_CREATE_USER = """
+if redis.call('SET', KEYS[1], ARGV[1], 'NX') then
+  redis.call('SET', KEYS[2], ARGV[2])
+  return 1
+end
+return 0
+"""
+
+
+class RedisUserStore(UserStore):
+    """Users in Redis: a JSON string per user and a username→id key, both under ``prefix``.
+
+    Example::
+
+        users = RedisUserStore(Redis.from_url("redis://127.0.0.1:6379/0"), prefix="auth:")
+    """
+
+    def __init__(self, client: Redis, *, prefix: str = "auth:") -> None:
+        self.client = client
+        self.prefix = prefix
+        self._create_script = client.register_script(_CREATE_USER)
+
+    def _user_key(self, user_id: str) -> str:
+        return f"{self.prefix}user:{user_id}"
+
+    def _name_key(self, username: str) -> str:
+        return f"{self.prefix}username:{username_key(username)}"
+
+    async def get(self, user_id: str) -> User | None:
+        raw = await self._call(lambda: self.client.get(self._user_key(user_id)))
+        return None if raw is None else User.from_json(json.loads(raw))
+
+    async def by_username(self, username: str) -> User | None:
+        user_id = await self._call(lambda: self.client.get(self._name_key(username)))
+        if user_id is None:
+            return None
+        return await self.get(user_id.decode() if isinstance(user_id, bytes) else str(user_id))
+
+    async def create(self, username: str, password_hash: str) -> User:
+        user = User(id=self.new_id(), username=username, password_hash=password_hash)
+        keys = [self._name_key(username), self._user_key(user.id)]
+        claimed = await self._call(
+            lambda: self._create_script(keys=keys, args=[user.id, json.dumps(user.to_json())])
+        )
+        if not claimed:
+            raise UsernameTaken(username)
+        return user
+
+    async def set_password_hash(self, user_id: str, password_hash: str) -> User | None:
+        user = await self.get(user_id)
+        if user is None:
+            return None
+        updated = User(user.id, user.username, password_hash, user.created)
+        await self._call(
+            lambda: self.client.set(self._user_key(user_id), json.dumps(updated.to_json()), xx=True)
+        )
+        return updated
+
+    async def ping(self) -> bool:
+        try:
+            return bool(await self.client.ping())
+        except (RedisError, OSError):
+            return False
+
+    @staticmethod
+    async def _call(command: Callable[[], Awaitable[T]]) -> T:
+        try:
+            return await command()
+        except (RedisError, OSError) as error:
+            raise AuthUnavailable("the user store does not answer") from error
+
+
+class FileUserStore(UserStore):
+    """Users in one JSON file, rewritten atomically and locked across processes.
+
+    Example::
+
+        users = FileUserStore(Path(app.instance_path) / "users.json")
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self._lock_path = self.path.with_name(self.path.name + ".lock")
+
+    async def get(self, user_id: str) -> User | None:
+        data = await self._read()
+        record = data["users"].get(user_id)
+        return None if record is None else User.from_json(record)
+
+    async def by_username(self, username: str) -> User | None:
+        data = await self._read()
+        user_id = data["names"].get(username_key(username))
+        record = None if user_id is None else data["users"].get(user_id)
+        return None if record is None else User.from_json(record)
+
+    async def create(self, username: str, password_hash: str) -> User:
+        user = User(id=self.new_id(), username=username, password_hash=password_hash)
+
+        def change(data: dict[str, Any]) -> bool:
+            key = username_key(username)
+            if key in data["names"]:
+                return False
+            data["names"][key] = user.id
+            data["users"][user.id] = user.to_json()
+            return True
+
+        if not await self._update(change):
+            raise UsernameTaken(username)
+        return user
+
+    async def set_password_hash(self, user_id: str, password_hash: str) -> User | None:
+        updated: list[User] = []
+
+        def change(data: dict[str, Any]) -> bool:
+            record = data["users"].get(user_id)
+            if record is None:
+                return False
+            record["password_hash"] = password_hash
+            updated.append(User.from_json(record))
+            return True
+
+        await self._update(change)
+        return updated[0] if updated else None
+
+    async def ping(self) -> bool:
+        try:
+            await self._read()
+        except AuthUnavailable:
+            return False
+        return True
+
+    async def _read(self) -> dict[str, Any]:
+        return await self._io(self._read_sync)
+
+    async def _update(self, change: Callable[[dict[str, Any]], bool]) -> bool:
+        def run() -> bool:
+            with self._locked():
+                data = self._read_sync()
+                if not change(data):
+                    return False
+                self._write_sync(data)
+                return True
+
+        return await self._io(run)
+
+    @staticmethod
+    async def _io(func: Callable[[], T]) -> T:
+        try:
+            return await asyncio.to_thread(func)
+        except OSError as error:
+            raise AuthUnavailable("the user file cannot be read or written") from error
+
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        # flock on a side file: the data file itself is replaced on every write.
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self._lock_path, "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def _read_sync(self) -> dict[str, Any]:
+        try:
+            with open(self.path, encoding="utf-8") as handle:
+                data = json.load(handle)
+        except FileNotFoundError:
+            return {"users": {}, "names": {}}
+        if not isinstance(data, dict):
+            raise OSError(f"{self.path} does not hold a user table")
+        data.setdefault("users", {})
+        data.setdefault("names", {})
+        return data
+
+    def _write_sync(self, data: dict[str, Any]) -> None:
+        # Write a sibling temp file, fsync it, then rename: readers see the old or the new file.
+        fd, tmp = tempfile.mkstemp(prefix=self.path.name + ".", suffix=".tmp", dir=self.path.parent)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                json.dump(data, handle, indent=1, sort_keys=True)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.chmod(tmp, 0o600)
+            os.replace(tmp, self.path)
+        except BaseException:
+            with suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
