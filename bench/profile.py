@@ -14,6 +14,22 @@ from pathlib import Path
 from bench.process import pinned
 
 LINE_NUMBER = re.compile(r":\d+\)$")
+FILE = re.compile(r"\((.*)\)$")
+# Frames every sample passes through (process start-up, the event loop): they say nothing.
+PLUMBING = (
+    "<frozen runpy>",
+    "click/",
+    "uvicorn/main.py",
+    "uvicorn/__main__.py",
+    "uvicorn/server.py",
+    "asyncio/runners.py",
+    "asyncio/base_events.py",
+    "asyncio/events.py",
+    "hypercorn/__main__.py",
+    "hypercorn/run.py",
+    "hypercorn/asyncio/run.py",
+    "uvloop/",
+)
 
 
 @dataclass(frozen=True)
@@ -21,6 +37,7 @@ class Profile:
     samples: int
     own: list[tuple[str, int]]  # (frame, samples where it was the running frame)
     total: list[tuple[str, int]]  # (frame, samples where it was anywhere on the stack)
+    files: list[tuple[str, int]]  # (source file, samples spent in its own code)
     raw: Path
 
 
@@ -68,6 +85,7 @@ def finish_recording(process: subprocess.Popen[str], output: Path, top: int = 15
 def summarise(raw: Path, top: int = 15) -> Profile:
     own: Counter[str] = Counter()
     total: Counter[str] = Counter()
+    files: Counter[str] = Counter()
     samples = 0
     for line in raw.read_text().splitlines():
         stack, _, count_text = line.rpartition(" ")
@@ -77,9 +95,14 @@ def summarise(raw: Path, top: int = 15) -> Profile:
         frames = [LINE_NUMBER.sub(")", frame) for frame in stack.split(";")]
         samples += count
         own[frames[-1]] += count
+        match = FILE.search(frames[-1])
+        files[match.group(1) if match else frames[-1]] += count
         for frame in set(frames):
-            total[frame] += count
-    return Profile(samples, own.most_common(top), total.most_common(top * 2), raw)
+            if not any(part in frame for part in PLUMBING):
+                total[frame] += count
+    return Profile(
+        samples, own.most_common(top), total.most_common(top * 2), files.most_common(top), raw
+    )
 
 
 def profile_lines(title: str, profile: Profile) -> list[str]:
@@ -89,7 +112,8 @@ def profile_lines(title: str, profile: Profile) -> list[str]:
     lines = [
         f"#### {title}",
         "",
-        f"{profile.samples} samples; raw stacks: `{profile.raw}`",
+        f"{profile.samples} samples of the server's busy time (idle waits are not sampled); "
+        f"raw stacks: `{profile.raw}`",
         "",
         "| own time | frame |",
         "|---:|---|",
@@ -97,4 +121,6 @@ def profile_lines(title: str, profile: Profile) -> list[str]:
     lines += [f"| {share(count)} | `{frame}` |" for frame, count in profile.own]
     lines += ["", "| on stack | frame |", "|---:|---|"]
     lines += [f"| {share(count)} | `{frame}` |" for frame, count in profile.total]
+    lines += ["", "| own time | source file |", "|---:|---|"]
+    lines += [f"| {share(count)} | `{name}` |" for name, count in profile.files]
     return [*lines, ""]

@@ -13,7 +13,7 @@ from bench.net import free_port
 from bench.process import Child
 
 # Commands the harness itself sends while measuring; they are not the stack's.
-HARNESS_COMMANDS = frozenset({"info", "ping", "memory|usage", "scan", "dbsize", "type"})
+HARNESS_COMMANDS = frozenset({"info", "ping", "memory|usage", "scan"})
 
 
 class PrivateRedis:
@@ -89,13 +89,9 @@ class PrivateRedis:
         return list(self._redis().scan_iter(match=prefix + "*", count=1000))
 
     def memory_per_key(self, prefix: str) -> tuple[int, int]:
-        """(median MEMORY USAGE in bytes, number of keys) over the string keys under prefix."""
+        """(median MEMORY USAGE in bytes, number of keys) over the keys under prefix."""
         client = self._redis()
-        sizes = [
-            int(client.memory_usage(key, samples=0) or 0)
-            for key in self.keys(prefix)
-            if client.type(key) == "string"
-        ]
+        sizes = [int(client.memory_usage(key, samples=0) or 0) for key in self.keys(prefix)]
         if not sizes:
             return 0, 0
         return int(statistics.median(sizes)), len(sizes)
