@@ -7,13 +7,16 @@ a `csrf_token` field, POST with `username`, `password`, `csrf_token`); bench/app
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
 import statistics
 import subprocess
 import sys
+import tempfile
+import urllib.parse
 from pathlib import Path
 
-from bench.login_load import login_once
+from bench.login_load import CSRF, login_once
 from bench.measure import Load
 from bench.net import free_port
 from bench.process import pinned
@@ -42,11 +45,6 @@ def site_problem() -> str | None:
 
 def signed_in_cookie(port: int) -> str:
     """Log the reading visitor in once and return its session cookie."""
-    import http.client
-    import urllib.parse
-
-    from bench.login_load import CSRF
-
     name, password = USERS[-1]
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     try:
@@ -98,6 +96,7 @@ def scenario_lines(
     if redis is None:
         return ["**Not run**: no private redis-server."]
     port = free_port()
+    instance = tempfile.TemporaryDirectory(prefix="bench-site-")
     child = server_for(
         SITE,
         server,
@@ -107,6 +106,7 @@ def scenario_lines(
             "BENCH_REDIS_URL": redis.url,
             "BENCH_PREFIX": "bench:site:",
             "BENCH_USERS": json.dumps(USERS),
+            "BENCH_FILE_DIR": instance.name,
             "PYTHONUNBUFFERED": "1",
         },
         log=log_dir / "site.log",
@@ -181,6 +181,7 @@ def scenario_lines(
         return [f"**Failed**: {error}"]
     finally:
         child.stop()
+        instance.cleanup()
     return _lines(args.login_page, load, alone, loaded, logins)
 
 

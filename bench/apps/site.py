@@ -6,11 +6,31 @@ Points it at the benchmark's private Redis and registers the benchmark's users
 
 from __future__ import annotations
 
-try:
-    from app import create_app
-except ImportError as error:  # pragma: no cover - depends on the project's progress
-    raise RuntimeError(
-        "the login scenario needs app.py with create_app() and the auth blueprint"
-    ) from error
+import json
+import os
 
-app = create_app()
+from app import create_app
+from auth import Auth, UsernameTaken
+from bench.apps.settings import FILE_DIR, PREFIX, SECRET, require_redis_url
+
+if not FILE_DIR:
+    raise RuntimeError("BENCH_FILE_DIR must name an instance folder for the site")
+
+app = create_app(
+    {
+        "SECRET_KEY": SECRET,
+        "REDIS_URL": require_redis_url(),
+        "REDIS_PREFIX": PREFIX,
+        "INSTANCE_PATH": FILE_DIR,
+    }
+)
+
+
+@app.before_serving
+async def register_bench_users() -> None:
+    auth: Auth = app.extensions["auth"]
+    for username, password in json.loads(os.environ.get("BENCH_USERS", "[]")):
+        try:
+            await auth.users.create(username, await auth.passwords.hash(password))
+        except UsernameTaken:
+            pass
