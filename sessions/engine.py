@@ -212,11 +212,11 @@ class SessionEngine(SessionInterface):
     async def save_session(
         self, app: Quart, session: Any, response: Response | WerkzeugResponse | None
     ) -> None:
-        if (
-            not isinstance(session, Session)
-            or isinstance(session, UnavailableSession)
-            or session._finished
-        ):
+        if isinstance(session, UnavailableSession):
+            if response is not None and response.status_code == 503:
+                response.headers.setdefault("Retry-After", str(self.policy.retry_after))
+            return
+        if not isinstance(session, Session) or session._finished:
             return
         session._finished = True  # Quart calls this again on its error path; do the work once.
         try:

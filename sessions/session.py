@@ -158,7 +158,8 @@ class UnavailableSession(Session):
     """Stands in while the store is down: any use of the data raises a 503."""
 
     def _mark_original(self) -> None:
-        pass
+        self._original_id, self._original_data, self._original_owner = self.id, "{}", None
+        self._original_sliding = (None, True)
 
     def _fail(self, *args: Any, **kwargs: Any) -> NoReturn:
         raise SessionUnavailable()

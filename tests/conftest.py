@@ -25,7 +25,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     report = yield
     if os.environ.get("CI") and report.skipped and not hasattr(report, "wasxfail"):
         report.outcome = "failed"
-        report.longrepr = f"skipped in CI, where a missing dependency is a failure: {report.longrepr}"
+        report.longrepr = (
+            f"skipped in CI, where a missing dependency is a failure: {report.longrepr}"
+        )
     return report
 
 
@@ -64,9 +66,22 @@ class RedisServer:
         if binary is None:
             raise RuntimeError("redis-server is not installed: run scripts/setup --test")
         self.process = subprocess.Popen(
-            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.directory),
-             "--save", "", "--logfile", str(self.directory / "redis.log"), *self.extra],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                binary,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                str(self.directory),
+                "--save",
+                "",
+                "--logfile",
+                str(self.directory / "redis.log"),
+                *self.extra,
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         wait_for_port(self.port)
 
@@ -91,8 +106,18 @@ class RedisServer:
 def private_redis() -> Iterator[RedisServer]:
     """A redis-server of this test's own, on a free port, with append-only persistence."""
     with tempfile.TemporaryDirectory(prefix="test-redis-") as directory:
-        server = RedisServer(free_port(), Path(directory),
-                             extra=("--appendonly", "yes", "--appendfsync", "always"))
+        server = RedisServer(
+            free_port(),
+            Path(directory),
+            extra=(
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+                "--enable-debug-command",
+                "local",
+            ),
+        )
         server.start()
         try:
             yield server
@@ -113,7 +138,9 @@ async def redis_client(key_prefix: str) -> AsyncIterator[aioredis.Redis]:
     try:
         await client.ping()
     except Exception as error:  # pragma: no cover - environment problem
-        raise RuntimeError(f"the shared Redis at {SHARED_REDIS_URL} does not answer: {error}") from error
+        raise RuntimeError(
+            f"the shared Redis at {SHARED_REDIS_URL} does not answer: {error}"
+        ) from error
     yield client
     keys = [key async for key in client.scan_iter(match=key_prefix.split(":sess:")[0] + ":*")]
     if keys:

@@ -1,0 +1,126 @@
+"""Redis round trips per request, counted by the Redis server itself (MONITOR on a private instance)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+
+from sessions import RedisStore
+from tests.conftest import RedisServer
+from tests.sessions.conftest import Browser, make_app, sid_of
+
+SETUP_COMMANDS = {"CLIENT", "HELLO", "SELECT", "PING", "MONITOR"}
+
+
+class CommandLog:
+    """Every command the server receives from clients (not those a script runs inside Redis)."""
+
+    def __init__(self, url: str) -> None:
+        self.client = aioredis.Redis.from_url(url)
+        self.commands: list[str] = []
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        ready = asyncio.Event()
+
+        async def listen() -> None:
+            async with self.client.monitor() as monitor:
+                ready.set()
+                async for entry in monitor.listen():
+                    if entry.get("client_type") == "lua":
+                        continue
+                    name = entry["command"].split(" ", 1)[0].upper()
+                    if name not in SETUP_COMMANDS:
+                        self.commands.append(entry["command"])
+
+        self._task = asyncio.create_task(listen())
+        await ready.wait()
+        await asyncio.sleep(0.05)
+
+    async def count_during(self, action: Callable[[], Awaitable[Any]]) -> list[str]:
+        """The commands that reached the server while `action` ran."""
+        await asyncio.sleep(0.05)
+        before = len(self.commands)
+        await action()
+        await asyncio.sleep(0.1)
+        return self.commands[before:]
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        await self.client.aclose()
+
+
+@pytest.fixture
+async def setup(
+    private_redis: RedisServer,
+) -> AsyncIterator[tuple[Browser, CommandLog, aioredis.Redis]]:
+    client = aioredis.Redis.from_url(private_redis.url)
+    app = make_app(RedisStore(client), cookie={"max_age": 3600})
+    log = CommandLog(private_redis.url)
+    await log.start()
+    browser = Browser(app.test_client(use_cookies=False))
+    await client.ping()  # the pooled connection is open before anything is counted
+    yield browser, log, client
+    await log.stop()
+    await client.aclose()
+
+
+async def test_a_cookieless_request_that_leaves_the_session_alone_costs_no_command(
+    setup: Any,
+) -> None:
+    browser, log, _ = setup
+    commands = await log.count_during(lambda: browser.get("/"))
+    assert commands == []
+
+
+async def test_a_new_session_with_data_costs_one_write(setup: Any) -> None:
+    browser, log, _ = setup
+    commands = await log.count_during(lambda: browser.get("/count"))
+    assert [c.split(" ")[0].upper() for c in commands] == ["SET"]
+
+
+async def test_a_read_only_request_costs_one_command_that_also_slides_the_expiry(
+    setup: Any,
+) -> None:
+    browser, log, client = setup
+    await browser.get("/count")
+    await browser.get("/read")  # the server's first script call loads the script (once per server)
+    key = "sess:" + sid_of(browser.cookie or "")
+    await client.expire(key, 100)  # as if the session had been idle for almost an hour
+
+    commands = await log.count_during(lambda: browser.get("/read"))
+
+    assert len(commands) == 1, commands
+    assert commands[0].upper().startswith("EVALSHA")
+    assert 3590 <= await client.ttl(key) <= 3600
+
+
+async def test_a_modified_session_costs_a_read_and_a_write(setup: Any) -> None:
+    browser, log, client = setup
+    await browser.get("/count")
+    await browser.get("/count")  # loads both scripts into this fresh server
+
+    commands = await log.count_during(lambda: browser.get("/count"))
+
+    assert len(commands) == 2, commands
+    record = await client.get("sess:" + sid_of(browser.cookie or ""))
+    assert b'"views":3' in record
+
+
+async def test_the_first_request_after_a_script_flush_still_costs_no_extra_round_trip_later(
+    setup: Any,
+) -> None:
+    browser, log, client = setup
+    await browser.get("/count")
+    await client.script_flush()
+    await browser.get("/read")  # reloads the script (EVALSHA, then EVAL once)
+
+    commands = await log.count_during(lambda: browser.get("/read"))
+
+    assert len(commands) == 1, commands

@@ -1,0 +1,104 @@
+"""Redis stopped: pages that do not use the session still render; the rest get a 503; recovery is automatic."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from sessions import RedisStore, SessionUnavailable
+from tests.conftest import RedisServer
+from tests.sessions.conftest import Browser, make_app
+
+
+@pytest.fixture
+def store(private_redis: RedisServer) -> RedisStore:
+    return RedisStore.from_url(private_redis.url, timeout=1.0)
+
+
+async def test_pages_keep_working_or_answer_503_while_redis_is_down_and_recover_after(
+    private_redis: RedisServer, store: RedisStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = make_app(store)
+    browser = Browser(app.test_client(use_cookies=False))
+    assert (await (await browser.get("/count")).get_json())["views"] == 1
+
+    private_redis.stop()
+    caplog.set_level(logging.WARNING, logger="sessions")
+
+    untouched = await browser.get("/")
+    assert untouched.status_code == 200
+    assert await untouched.get_data(as_text=True) == "hello"
+
+    reading = await browser.get("/count")
+    assert reading.status_code == 503
+    assert reading.headers["Retry-After"] == "5"
+    assert "Traceback" not in await reading.get_data(as_text=True)
+
+    newcomer = Browser(app.test_client(use_cookies=False))
+    writing = await newcomer.get("/count")
+    assert writing.status_code == 503
+    assert writing.headers["Retry-After"] == "5"
+    assert not writing.headers.getlist("Set-Cookie")
+
+    assert any("unavailable" in record.getMessage() for record in caplog.records)
+    assert all(
+        record.levelno < logging.ERROR for record in caplog.records if record.name == "sessions"
+    )
+
+    private_redis.start()  # same port, same append-only file
+
+    recovered = await browser.get("/count")
+    assert recovered.status_code == 200
+    assert (await recovered.get_json())["views"] == 2
+    await store.close()
+
+
+async def test_the_apps_own_503_page_is_used_when_it_registers_one(
+    private_redis: RedisServer, store: RedisStore
+) -> None:
+    app = make_app(store)
+
+    @app.errorhandler(SessionUnavailable)
+    async def sessions_down(error: SessionUnavailable) -> tuple[str, int]:
+        return "<h1>Back in a moment</h1>", 503
+
+    returning = Browser(app.test_client(use_cookies=False))
+    await returning.get("/count")
+    private_redis.stop()
+    for browser, path in (
+        (Browser(app.test_client(use_cookies=False)), "/count"),
+        (returning, "/read"),
+    ):
+        response = await browser.get(path)
+        assert response.status_code == 503
+        assert "Back in a moment" in await response.get_data(as_text=True)
+        assert response.headers["Retry-After"]
+    await store.close()
+
+
+async def test_a_slow_redis_times_out_with_503_instead_of_hanging(
+    private_redis: RedisServer,
+) -> None:
+    import asyncio
+    import time
+
+    import redis.asyncio as aioredis
+
+    store = RedisStore.from_url(private_redis.url, timeout=0.3)
+    app = make_app(store)
+    browser = Browser(app.test_client(use_cookies=False))
+    await browser.get("/count")
+
+    admin = aioredis.Redis.from_url(private_redis.url)
+    sleeper = asyncio.create_task(admin.execute_command("DEBUG", "SLEEP", "1.5"))
+    await asyncio.sleep(0.1)
+    started = time.monotonic()
+    response = await browser.get("/count")
+    elapsed = time.monotonic() - started
+    await sleeper
+    await admin.aclose()
+
+    assert response.status_code == 503
+    assert elapsed < 1.4  # it gave up on the store timeout, not when Redis woke up
+    await store.close()
