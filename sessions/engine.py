@@ -127,7 +127,13 @@ class SessionEngine(SessionInterface):
         raw: bytes,
         secure: bool,
     ) -> Session:
-        cookie = Cookie.from_json(record.pop("cookie"))
+        try:
+            cookie = Cookie.from_json(record.pop("cookie"))
+        except (TypeError, ValueError):
+            logger.warning(
+                "session record %s… has an unreadable cookie; starting a new session", sid[:6]
+            )
+            return self._generate(request, sid, secure)
         owner = record.pop(OWNER_KEY, None)
         session = Session(
             self,

@@ -70,8 +70,8 @@ class FileStore(Store):
             return sid + ".json"
         # Any other id (a custom genid's "/foo", say) is encoded so it cannot leave the folder.
         encoded = base64.urlsafe_b64encode(sid.encode()).decode().rstrip("=")
-        if len(encoded) > 200:
-            encoded = hashlib.sha256(sid.encode()).hexdigest()
+        if len(encoded) > 240:
+            raise ValueError("FileStore keeps ids of up to 180 bytes (file names are limited)")
         return "~" + encoded + ".json"
 
     @staticmethod
@@ -143,7 +143,7 @@ class FileStore(Store):
 
     def _save(self, sid: str, raw: bytes, ttl: int | None) -> None:
         final = self._file(sid)
-        temporary = self.path / f".{final.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+        temporary = self.path / f".{os.getpid()}.{secrets.token_hex(8)}.tmp"
         now = time.time()
         try:
             with open(temporary, "wb") as handle:
