@@ -1,0 +1,41 @@
+"""Fixtures: the demo site under the Quart test client, on the embedded default and on Redis."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .support import BACKENDS, Site, SiteFactory, site_settings, start_site
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    """Every test of the demo runs on the embedded default (files) and on Redis."""
+    return str(request.param)
+
+
+@pytest.fixture
+async def make_site(
+    backend: str, tmp_path: Path, key_prefix: str, redis_client: Any
+) -> AsyncIterator[SiteFactory]:
+    """Build demo sites with extra config; each is shut down after the test."""
+    async with AsyncExitStack() as stack:
+        count = 0
+
+        async def make(**config: Any) -> Site:
+            nonlocal count
+            count += 1
+            prefix = key_prefix.removesuffix("sess:") + f"{count}:"
+            settings = site_settings(backend, tmp_path / f"instance{count}", prefix, **config)
+            return await start_site(stack, backend, settings)
+
+        yield make
+
+
+@pytest.fixture
+async def site(make_site: SiteFactory) -> Site:
+    return await make_site()

@@ -1,0 +1,159 @@
+"""Test helpers for the demo site: a browser over the Quart test client, and a site factory."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Awaitable, Callable
+from contextlib import AsyncExitStack
+from pathlib import Path
+from typing import Any
+
+from argon2 import PasswordHasher
+from quart import Quart
+from quart.testing import QuartClient
+from quart.wrappers import Response
+
+from app import create_app
+from auth import Auth
+
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+COOKIE = "connect.sid"
+PASSWORD = "correct horse battery"
+# Cheap argon2id for tests that are not about hashing cost (8 KiB, one pass).
+FAST_HASHER = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
+
+SiteFactory = Callable[..., Awaitable["Site"]]
+
+
+class Browser:
+    """One browser: its own cookie jar and client address."""
+
+    def __init__(self, client: QuartClient, address: str = "127.0.0.1") -> None:
+        self.client = client
+        self.address = address
+
+    async def get(self, path: str, **kwargs: Any) -> Response:
+        return await self.client.get(path, scope_base={"client": (self.address, 50000)}, **kwargs)
+
+    async def post(
+        self,
+        path: str,
+        form: dict[str, str] | None = None,
+        *,
+        csrf: bool = True,
+        **kwargs: Any,
+    ) -> Response:
+        form = dict(form or {})
+        if csrf and "csrf_token" not in form:
+            form["csrf_token"] = await self.csrf_token()
+        return await self.client.post(
+            path, form=form, scope_base={"client": (self.address, 50000)}, **kwargs
+        )
+
+    async def text(self, path: str) -> str:
+        response = await self.get(path)
+        return await response.get_data(as_text=True)
+
+    async def csrf_token(self) -> str:
+        page = await self.text("/login")
+        match = re.search(r'name="csrf_token" value="([^"]+)"', page)
+        assert match, "the login page has no csrf_token field"
+        return match.group(1)
+
+    async def register(self, username: str, password: str = PASSWORD, **extra: str) -> Response:
+        form = {"username": username, "password": password, "confirm": password, **extra}
+        return await self.post("/register", form)
+
+    async def login(
+        self,
+        username: str,
+        password: str = PASSWORD,
+        *,
+        remember: bool = False,
+        headers: dict[str, str] | None = None,
+        **extra: str,
+    ) -> Response:
+        form = {"username": username, "password": password, **extra}
+        if remember:
+            form["remember"] = "on"
+        return await self.post("/login", form, headers=headers)
+
+    async def logout(self) -> Response:
+        return await self.post("/logout")
+
+    async def visits(self) -> int:
+        page = await self.text("/")
+        match = re.search(r'id="visits">(\d+)<', page)
+        assert match, "the start page shows no visit counter"
+        return int(match.group(1))
+
+    async def signed_in_as(self) -> str | None:
+        """The username the site greets us with, or None when anonymous."""
+        response = await self.get("/account")
+        if response.status_code != 200:
+            return None
+        page = await response.get_data(as_text=True)
+        match = re.search(r'<h1 id="account-title">([^<]+)</h1>', page)
+        return match.group(1) if match else None
+
+    @property
+    def cookie(self) -> str | None:
+        jar = self.client.cookie_jar
+        assert jar is not None
+        return next((c.value for c in jar if c.name == COOKIE), None)
+
+    def set_cookie(self, value: str) -> None:
+        self.client.set_cookie("localhost", COOKIE, value)
+
+
+class Site:
+    """A running demo app and a way to open browsers on it."""
+
+    def __init__(self, app: Quart, backend: str) -> None:
+        self.app = app
+        self.backend = backend
+
+    def browser(self, address: str = "127.0.0.1") -> Browser:
+        return Browser(self.app.test_client(), address)
+
+    @property
+    def auth(self) -> Auth:
+        ext: Auth = self.app.extensions["auth"]
+        return ext
+
+    @property
+    def store(self) -> Any:
+        return self.app.extensions["sessions"].store
+
+    async def user(self, username: str = "alice", password: str = PASSWORD) -> Browser:
+        """A browser signed in as a freshly registered user."""
+        browser = self.browser()
+        assert (await browser.register(username, password)).status_code == 302
+        assert (await browser.login(username, password)).status_code == 302
+        return browser
+
+
+BACKENDS = ["embedded", "redis"]
+
+
+def site_settings(backend: str, instance: Path, prefix: str, **config: Any) -> dict[str, Any]:
+    """create_app settings for a test site; ``prefix`` is this test's own Redis key prefix."""
+    settings: dict[str, Any] = {
+        "TESTING": True,
+        "SECRET_KEY": "test secret " + "x" * 32,
+        "INSTANCE_PATH": str(instance),
+        "AUTH_PASSWORD_HASHER": FAST_HASHER,
+    }
+    if backend == "redis":
+        settings["REDIS_URL"] = REDIS_URL
+        settings["REDIS_PREFIX"] = prefix
+    settings.update(config)
+    return settings
+
+
+async def start_site(stack: AsyncExitStack, backend: str, settings: dict[str, Any]) -> Site:
+    """Create the demo app with ``settings`` and run its lifespan until ``stack`` closes."""
+    app = create_app(settings)
+    await stack.enter_async_context(app.test_app())
+    return Site(app, backend)

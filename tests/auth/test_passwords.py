@@ -1,0 +1,60 @@
+"""Passwords: argon2id with RFC 9106 parameters, verified off the event loop."""
+
+from __future__ import annotations
+
+import threading
+
+from argon2 import PasswordHasher
+
+from auth import Passwords
+
+FAST = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
+
+
+async def test_default_is_argon2id_with_rfc_9106_low_memory_parameters() -> None:
+    passwords = Passwords()
+    stored = await passwords.hash("correct horse battery")
+    assert stored.startswith("$argon2id$v=19$m=65536,t=3,p=4$")
+    assert await passwords.verify(stored, "correct horse battery")
+    assert not await passwords.verify(stored, "Correct horse battery")
+    passwords.close()
+
+
+async def test_each_hash_has_its_own_salt() -> None:
+    passwords = Passwords(FAST)
+    assert await passwords.hash("same") != await passwords.hash("same")
+
+
+async def test_unknown_user_is_verified_against_a_dummy_hash() -> None:
+    passwords = Passwords(FAST)
+    assert not await passwords.verify(None, "anything")
+    assert passwords._dummy_hash is not None
+    assert not passwords.needs_rehash(passwords._dummy_hash)
+
+
+async def test_garbage_hashes_do_not_verify_and_need_a_rehash() -> None:
+    passwords = Passwords(FAST)
+    assert not await passwords.verify("not a hash", "anything")
+    assert not await passwords.verify("$argon2id$v=19$m=8,t=1,p=1$broken", "anything")
+    assert passwords.needs_rehash("not a hash")
+
+
+async def test_needs_rehash_when_the_parameters_change() -> None:
+    old = await Passwords(FAST).hash("secret words")
+    stronger = Passwords(PasswordHasher(time_cost=2, memory_cost=16, parallelism=1))
+    assert stronger.needs_rehash(old)
+    assert await stronger.verify(old, "secret words")
+    assert not Passwords(FAST).needs_rehash(old)
+
+
+async def test_hashing_runs_in_its_own_threads() -> None:
+    seen: list[str] = []
+
+    class Recording(PasswordHasher):
+        def hash(self, password: str | bytes, *, salt: bytes | None = None) -> str:
+            seen.append(threading.current_thread().name)
+            return super().hash(password, salt=salt)
+
+    passwords = Passwords(Recording(time_cost=1, memory_cost=8, parallelism=1))
+    await passwords.hash("secret words")
+    assert seen and seen[0].startswith("argon2") and seen[0] != threading.main_thread().name

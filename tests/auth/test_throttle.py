@@ -1,0 +1,184 @@
+"""Throttling failed sign-ins: per username and address, per address, in the sessions' backend."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+
+from auth import Counters, FileCounters, MemoryCounters, RedisCounters, Throttle, Throttled
+
+from .support import PASSWORD, Site, SiteFactory, site_settings, start_site
+
+
+@pytest.fixture(params=["memory", "file", "redis"])
+async def counters(
+    request: pytest.FixtureRequest, tmp_path: Path, key_prefix: str, redis_client: aioredis.Redis
+) -> AsyncIterator[Counters]:
+    if request.param == "memory":
+        yield MemoryCounters()
+    elif request.param == "file":
+        yield FileCounters(tmp_path / "throttle.json")
+    else:
+        yield RedisCounters(redis_client, prefix=key_prefix.removesuffix("sess:") + "throttle:")
+
+
+async def test_counters_allow_up_to_the_limit_then_say_how_long_to_wait(counters: Counters) -> None:
+    for _ in range(3):
+        assert await counters.acquire([("k", 3)], 60) == 0
+    wait = await counters.acquire([("k", 3)], 60)
+    assert 55 < wait <= 60
+
+
+async def test_a_blocked_attempt_counts_on_no_key(counters: Counters) -> None:
+    await counters.acquire([("full", 1)], 60)
+    assert await counters.acquire([("full", 1), ("other", 1)], 60) > 0
+    assert await counters.acquire([("other", 1)], 60) == 0
+
+
+async def test_release_and_reset(counters: Counters) -> None:
+    await counters.acquire([("k", 2)], 60)
+    await counters.acquire([("k", 2)], 60)
+    await counters.release("k")
+    assert await counters.acquire([("k", 2)], 60) == 0
+    await counters.reset("k")
+    assert await counters.acquire([("k", 2)], 60) == 0
+    assert await counters.acquire([("k", 2)], 60) == 0
+    assert await counters.acquire([("k", 2)], 60) > 0
+
+
+async def test_counts_expire_with_the_window(counters: Counters) -> None:
+    await counters.acquire([("k", 1)], 0.3)
+    assert await counters.acquire([("k", 1)], 0.3) > 0
+    await asyncio.sleep(0.4)
+    assert await counters.acquire([("k", 1)], 0.3) == 0
+
+
+async def test_concurrent_attempts_cannot_pass_the_limit(counters: Counters) -> None:
+    results = await asyncio.gather(*(counters.acquire([("k", 5)], 60) for _ in range(20)))
+    assert sum(1 for wait in results if wait == 0) == 5
+
+
+async def test_throttle_rejects_bad_limits(counters: Counters) -> None:
+    with pytest.raises(ValueError):
+        Throttle(counters, per_user=0)
+
+
+async def test_throttle_raises_throttled_with_retry_after(counters: Counters) -> None:
+    throttle = Throttle(counters, per_user=1, window=30)
+    await throttle.begin_login("ann", "203.0.113.9")
+    with pytest.raises(Throttled) as caught:
+        await throttle.begin_login("ANN", "203.0.113.9")
+    assert caught.value.code == 429
+    assert caught.value.retry_after == 30
+
+
+def count_verifies(site: Site) -> list[str]:
+    """Record every password verification the site performs."""
+    calls: list[str] = []
+    passwords = site.auth.passwords
+    original = passwords.verify
+
+    async def verify(stored_hash: str | None, password: str) -> bool:
+        calls.append(password)
+        return await original(stored_hash, password)
+
+    passwords.verify = verify  # type: ignore[method-assign]
+    return calls
+
+
+async def test_sixth_failure_for_a_username_gets_429_before_the_password_is_checked(
+    site: Site,
+) -> None:
+    browser = site.browser()
+    await browser.register("alice")
+    for _ in range(5):
+        assert (await browser.login("alice", "wrong guess")).status_code == 401
+    verified = count_verifies(site)
+
+    response = await browser.login("alice", PASSWORD)
+
+    assert response.status_code == 429
+    assert 0 < int(response.headers["Retry-After"]) <= 15 * 60
+    assert "Too many failed sign-in attempts" in await response.get_data(as_text=True)
+    assert verified == []
+    assert await browser.signed_in_as() is None
+
+
+async def test_the_same_username_from_another_address_is_not_blocked(site: Site) -> None:
+    await site.browser().register("alice")
+    attacker = site.browser("198.51.100.7")
+    for _ in range(5):
+        await attacker.login("alice", "wrong guess")
+    assert (await attacker.login("alice", PASSWORD)).status_code == 429
+    owner = site.browser("203.0.113.20")
+    assert (await owner.login("alice", PASSWORD)).status_code == 302
+
+
+async def test_fifty_failures_from_one_address_block_every_username(site: Site) -> None:
+    await site.browser().register("alice")
+    attacker = site.browser("198.51.100.7")
+    for number in range(50):
+        response = await attacker.login(f"user{number}", "wrong guess")
+        assert response.status_code == 401, number
+    assert (await attacker.login("alice", PASSWORD)).status_code == 429
+    assert (await site.browser("203.0.113.20").login("alice", PASSWORD)).status_code == 302
+
+
+async def test_a_successful_login_forgets_that_usernames_failures(site: Site) -> None:
+    browser = site.browser()
+    await browser.register("alice")
+    for _ in range(4):
+        await browser.login("alice", "wrong guess")
+    assert (await browser.login("alice", PASSWORD)).status_code == 302
+    await browser.logout()
+    for _ in range(4):
+        assert (await browser.login("alice", "wrong guess")).status_code == 401
+    assert (await browser.login("alice", PASSWORD)).status_code == 302
+
+
+async def test_limits_and_window_are_configurable(make_site: SiteFactory) -> None:
+    site = await make_site(AUTH_LOGIN_LIMIT=2, AUTH_LIMIT_WINDOW=1)
+    browser = site.browser()
+    await browser.register("alice")
+    for _ in range(2):
+        await browser.login("alice", "wrong guess")
+    assert (await browser.login("alice", PASSWORD)).status_code == 429
+    await asyncio.sleep(1.1)
+    assert (await browser.login("alice", PASSWORD)).status_code == 302
+
+
+async def test_counters_are_shared_by_every_worker_of_the_backend(
+    backend: str, tmp_path: Path, key_prefix: str, redis_client: Any
+) -> None:
+    """Two app processes on the same store (files or Redis) see the same counts."""
+    prefix = key_prefix.removesuffix("sess:")
+    settings = site_settings(backend, tmp_path / "instance", prefix)
+    async with AsyncExitStack() as stack:
+        first = await start_site(stack, backend, settings)
+        second = await start_site(stack, backend, settings)
+        await first.browser().register("alice")
+        for worker in (first, second, first, second, first):
+            await worker.browser().login("alice", "wrong guess")
+        assert (await second.browser().login("alice", PASSWORD)).status_code == 429
+    if backend == "redis":
+        keys = [key async for key in redis_client.scan_iter(match=f"{prefix}auth:throttle:*")]
+        assert keys
+    else:
+        assert (tmp_path / "instance" / "throttle.json").exists()
+
+
+async def test_registrations_per_address_are_limited(make_site: SiteFactory) -> None:
+    site = await make_site(AUTH_REGISTER_LIMIT=2)
+    browser = site.browser("198.51.100.7")
+    assert (await browser.register("one")).status_code == 302
+    assert (await browser.register("two")).status_code == 302
+    response = await browser.register("three")
+    assert response.status_code == 429
+    assert "Retry-After" in response.headers
+    assert await site.auth.users.by_username("three") is None

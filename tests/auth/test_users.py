@@ -1,0 +1,101 @@
+"""User stores: the Redis one and the JSON-file one fulfil the same contract."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import stat
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import redis.asyncio as aioredis
+
+from auth import AuthUnavailable, FileUserStore, RedisUserStore, UsernameTaken, UserStore
+
+
+@pytest.fixture(params=["file", "redis"])
+async def users(
+    request: pytest.FixtureRequest, tmp_path: Path, key_prefix: str, redis_client: aioredis.Redis
+) -> AsyncIterator[UserStore]:
+    if request.param == "file":
+        yield FileUserStore(tmp_path / "instance" / "users.json")
+    else:
+        yield RedisUserStore(redis_client, prefix=key_prefix.removesuffix("sess:") + "auth:")
+
+
+async def test_create_and_find(users: UserStore) -> None:
+    user = await users.create("Alice", "$argon2id$hash")
+    assert user.username == "Alice" and user.password_hash == "$argon2id$hash"
+    assert await users.get(user.id) == user
+    assert await users.by_username("alice") == user
+    assert await users.by_username(" ALICE ") == user
+    assert await users.get("missing") is None
+    assert await users.by_username("bob") is None
+
+
+async def test_usernames_are_unique_case_insensitively(users: UserStore) -> None:
+    await users.create("Alice", "h1")
+    with pytest.raises(UsernameTaken):
+        await users.create("aLICE", "h2")
+    assert (await users.by_username("alice")).password_hash == "h1"  # type: ignore[union-attr]
+
+
+async def test_concurrent_registrations_of_one_name_make_one_user(users: UserStore) -> None:
+    results = await asyncio.gather(
+        *(users.create("race", f"h{n}") for n in range(8)), return_exceptions=True
+    )
+    created = [r for r in results if not isinstance(r, BaseException)]
+    assert len(created) == 1
+    assert all(isinstance(r, UsernameTaken) for r in results if r not in created)
+    assert await users.by_username("race") == created[0]
+
+
+async def test_set_password_hash(users: UserStore) -> None:
+    user = await users.create("alice", "old")
+    updated = await users.set_password_hash(user.id, "new")
+    assert updated is not None and updated.password_hash == "new"
+    assert (await users.get(user.id)).password_hash == "new"  # type: ignore[union-attr]
+    assert await users.set_password_hash("missing", "new") is None
+
+
+async def test_ids_are_random(users: UserStore) -> None:
+    first = await users.create("one", "h")
+    second = await users.create("two", "h")
+    assert first.id != second.id and len(first.id) >= 24
+
+
+async def test_ping(users: UserStore) -> None:
+    assert await users.ping()
+
+
+async def test_file_store_writes_atomically_and_privately(tmp_path: Path) -> None:
+    path = tmp_path / "users.json"
+    users = FileUserStore(path)
+    for number in range(5):
+        await users.create(f"user{number}", "h")
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["users.json", "users.json.lock"]
+    assert len(json.loads(path.read_text())["users"]) == 5
+
+
+async def test_file_store_survives_a_new_instance(tmp_path: Path) -> None:
+    user = await FileUserStore(tmp_path / "users.json").create("alice", "h")
+    assert await FileUserStore(tmp_path / "users.json").get(user.id) == user
+
+
+async def test_unreadable_file_is_a_503_not_a_500(tmp_path: Path) -> None:
+    path = tmp_path / "users.json"
+    path.write_text("[1, 2, 3]")
+    with pytest.raises(AuthUnavailable) as caught:
+        await FileUserStore(path).by_username("alice")
+    assert caught.value.code == 503
+
+
+async def test_unreachable_redis_is_a_503_not_a_500() -> None:
+    client = aioredis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.5)
+    users = RedisUserStore(client, prefix="test:unreachable:")
+    with pytest.raises(AuthUnavailable):
+        await users.by_username("alice")
+    assert not await users.ping()
+    await client.aclose()
