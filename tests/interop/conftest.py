@@ -292,6 +292,28 @@ def build_quart_app(
         await session.destroy()
         return {"destroyed": sid}
 
+    # Quart-only: the owner index (what a login and "sign out other devices" use).
+    @app.post("/own")
+    async def own() -> dict[str, Any]:
+        session.owner = request.args.get("owner") or abort(400)
+        return {"id": session.id, "owner": session.owner}
+
+    @app.get("/owner")
+    async def owner() -> dict[str, Any]:
+        return {"id": session.id, "owner": session.owner, "data": data()}
+
+    @app.get("/owned")
+    async def owned() -> dict[str, Any]:
+        infos = await app.extensions["sessions"].store.owned(request.args.get("owner", ""))
+        return {"sessions": {info.id: info.data for info in infos}}
+
+    @app.post("/sign-out-others")
+    async def sign_out_others() -> dict[str, Any]:
+        if session.owner is None:
+            abort(400)
+        store = app.extensions["sessions"].store
+        return {"signed_out": await store.destroy_owned(session.owner, keep=session.id)}
+
     return app
 
 

@@ -327,3 +327,33 @@ async def test_a_session_destroyed_on_node_is_gone_for_quart(
     assert counted.body["id"] != sid
     assert counted.body["views"] == 1
     assert await redis_client.exists(key_prefix + sid) == 0
+
+
+async def test_an_owned_session_keeps_its_owner_through_node_and_signs_out_everywhere(
+    start_node: StartNode, start_quart: StartQuart
+) -> None:
+    node = start_node([SECRET], max_age_ms=3_600_000)
+    quart = await start_quart([SECRET], max_age=3600)
+    laptop, phone = Browser("connect.sid"), Browser("connect.sid")
+
+    laptop_sid = (await laptop.visit(quart, "POST", "/own?owner=user:7")).body["id"]
+    # Node rewrites the whole record when it saves; the owner must survive that.
+    assert (await laptop.visit(node, "GET", "/count")).body == {"id": laptop_sid, "views": 1}
+    assert (await laptop.visit(quart, "GET", "/owner")).body == {
+        "id": laptop_sid,
+        "owner": "user:7",
+        "data": {"views": 1},
+    }
+    listed = (await laptop.visit(quart, "GET", "/owned?owner=user:7")).body["sessions"]
+    assert listed == {laptop_sid: {"views": 1}}
+
+    phone_sid = (await phone.visit(quart, "POST", "/own?owner=user:7")).body["id"]
+    assert (await phone.visit(quart, "POST", "/sign-out-others")).body == {"signed_out": 1}
+
+    # The laptop, now on the Node app, is signed out; the phone is still signed in.
+    after = await laptop.visit(node, "GET", "/read")
+    assert after.body["id"] != laptop_sid
+    assert after.body["data"] == {}
+    assert (await phone.visit(quart, "GET", "/owner")).body["owner"] == "user:7"
+    listed = (await phone.visit(quart, "GET", "/owned?owner=user:7")).body["sessions"]
+    assert list(listed) == [phone_sid]
