@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from app import create_app
 from hypercorn.middleware import ProxyFixMiddleware
+
+from app import create_app
 
 # One hop: the right-most X-Forwarded-For/-Proto/-Host value is the one nginx wrote, so
 # request.scheme is "https" behind TLS termination (secure="auto" cookies work) and a client

@@ -312,9 +312,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cluster.start()
         pids = ", ".join(str(pid) for pid in cluster.worker_pids)
-        redis = cluster.redis.url + " (private, append-only)" if cluster.redis else args.redis_url
-        print(f"{args.workers} {args.server} workers (PIDs {pids}) behind nginx, Redis at {redis}")
-        print(f"Serving on {cluster.url} ; Ctrl-C stops everything.", flush=True)
+        print(f"Workers: {args.workers} x {args.server}, PIDs {pids}")
+        if cluster.nginx is not None:
+            print(f"nginx: PID {cluster.nginx.pid}, config {cluster.nginx.config_path}")
+        if cluster.redis is not None:
+            print(f"Redis: {cluster.redis.url} (private, append-only, PID {cluster.redis.pid})")
+        else:
+            print(f"Redis: {args.redis_url}")
+        print(f"Serving on {cluster.url} (Ctrl-C stops everything)", flush=True)
         reported: set[int] = set()
         while True:
             time.sleep(1)
@@ -329,6 +334,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"deploy.cluster: {error}", file=sys.stderr)
         return 1
     finally:
+        # A second Ctrl-C or SIGTERM must not interrupt the orderly stop of our children.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         cluster.stop()
 
 

@@ -1,0 +1,1 @@
+"""ASGI server comparison (python -m bench.servers.run)."""

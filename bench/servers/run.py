@@ -1,0 +1,148 @@
+"""ASGI server comparison on the visit counter with the Redis store, measured with wrk.
+
+Run from the repository root (after ``scripts/setup --bench``)::
+
+    .venv/bin/python -m bench.servers.run              # 3 runs x 10 s per server, medians
+    .venv/bin/python -m bench.servers.run --runs 1 --duration 5 --servers hypercorn granian
+
+Each server runs as ONE process on a loopback port against a private redis-server (never the
+shared one); wrk sends GET / with one session cookie, so every request loads and saves a
+session in Redis. Results go to stdout as a Markdown table and to bench/out/servers.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import secrets
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from deploy.cluster import ROOT, Worker, fetch
+from deploy.processes import free_port
+from deploy.redis_server import RedisServer
+from deploy.servers import ASGI_APP, SERVERS, server_command
+
+_RPS = re.compile(r"Requests/sec:\s+([\d.]+)")
+_LATENCY = re.compile(r"Latency\s+([\d.]+)(us|ms|s)\b")
+_NON_2XX = re.compile(r"Non-2xx or 3xx responses:\s+(\d+)")
+_ERRORS = re.compile(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)")
+_UNIT_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+
+
+@dataclass
+class Run:
+    """One wrk run against one server."""
+
+    server: str
+    requests_per_second: float
+    mean_latency_ms: float
+    non_2xx: int
+    socket_errors: int
+
+
+def parse_wrk(server: str, output: str) -> Run:
+    """Pull requests/s, mean latency and error counts out of wrk's report."""
+    rps = _RPS.search(output)
+    latency = _LATENCY.search(output)
+    if rps is None or latency is None:
+        raise RuntimeError(f"could not read wrk's output:\n{output}")
+    non_2xx = _NON_2XX.search(output)
+    errors = _ERRORS.search(output)
+    return Run(
+        server=server,
+        requests_per_second=float(rps.group(1)),
+        mean_latency_ms=float(latency.group(1)) * _UNIT_MS[latency.group(2)],
+        non_2xx=int(non_2xx.group(1)) if non_2xx else 0,
+        socket_errors=sum(int(n) for n in errors.groups()) if errors else 0,
+    )
+
+
+def session_cookie(base_url: str) -> str:
+    """Visit once and return the Cookie header value that carries the new session."""
+    status, headers, _ = fetch(base_url)
+    cookie = headers.get("set-cookie")
+    if status != 200 or not cookie:
+        raise RuntimeError(f"GET {base_url} gave {status} without a session cookie")
+    return cookie.split(";", 1)[0]
+
+
+def bench_server(
+    server: str, redis_url: str, work_dir: Path, app: str, runs: int, duration: int, conns: int
+) -> list[Run]:
+    """Start one server process, warm it up, and run wrk `runs` times against GET /."""
+    port = free_port()
+    env = dict(os.environ, REDIS_URL=redis_url, SECRET_KEY=secrets.token_urlsafe(32))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    worker = Worker(0, port, server_command(server, port, app), env, work_dir / f"{server}.log")
+    worker.start()
+    try:
+        worker.wait_healthy()
+        url = f"http://127.0.0.1:{port}/"
+        cookie = session_cookie(url)
+        wrk = [shutil.which("wrk") or "wrk", "-t1", f"-c{conns}", "-H", f"Cookie: {cookie}", url]
+        subprocess.run([*wrk, "-d2s"], capture_output=True, check=True)  # warm-up
+        results = []
+        for _ in range(runs):
+            done = subprocess.run([*wrk, f"-d{duration}s"], capture_output=True, text=True)
+            results.append(parse_wrk(server, done.stdout))
+            print(f"  {server}: {results[-1].requests_per_second:.0f} req/s", file=sys.stderr)
+        return results
+    finally:
+        worker.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run every server, print medians as a Markdown table, save raw runs as JSON."""
+    parser = argparse.ArgumentParser(prog="python -m bench.servers.run")
+    parser.add_argument("--servers", nargs="+", choices=SERVERS, default=list(SERVERS))
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
+    parser.add_argument("--connections", type=int, default=50)
+    parser.add_argument("--app", default=ASGI_APP)
+    args = parser.parse_args(argv)
+    if shutil.which("wrk") is None:
+        print("wrk is not installed: sudo apt-get install wrk", file=sys.stderr)
+        return 2
+
+    with tempfile.TemporaryDirectory(prefix="bench-servers-") as tmp:
+        redis = RedisServer(Path(tmp) / "redis")
+        redis.start()
+        try:
+            runs: list[Run] = []
+            # Interleave servers run by run, so a burst of load elsewhere on the machine
+            # does not land on a single server's numbers.
+            for _ in range(args.runs):
+                for server in args.servers:
+                    runs += bench_server(server, redis.url, Path(tmp), args.app, 1,
+                                         args.duration, args.connections)  # fmt: skip
+        finally:
+            redis.stop()
+
+    out = ROOT / "bench" / "out"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "servers.json").write_text(json.dumps([asdict(run) for run in runs], indent=2))
+    print(f"wrk -t1 -c{args.connections} -d{args.duration}s, GET / (visit counter, Redis store),"
+          f" one process per server, median of {args.runs} runs, {os.cpu_count()} CPUs\n")  # fmt: skip
+    print("| server | req/s (median) | runs | mean latency ms | non-2xx | socket errors |")
+    print("| --- | ---: | --- | ---: | ---: | ---: |")
+    for server in args.servers:
+        mine = [run for run in runs if run.server == server]
+        all_rps = ", ".join(f"{run.requests_per_second:.0f}" for run in mine)
+        print(
+            f"| {server} | {statistics.median(r.requests_per_second for r in mine):.0f} "
+            f"| {all_rps} | {statistics.median(r.mean_latency_ms for r in mine):.1f} "
+            f"| {sum(r.non_2xx for r in mine)} | {sum(r.socket_errors for r in mine)} |"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,57 @@
+"""The one nginx template: complete, valid for the system nginx, and filled the same way twice."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from deploy.cluster import ROOT
+from deploy.nginx import TEMPLATE, Nginx, local_values, render
+
+PLACEHOLDERS = set(re.findall(r"\$\{(NGINX_[A-Z0-9_]+)\}", TEMPLATE.read_text()))
+
+
+def compose_nginx_environment() -> dict[str, str]:
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    return {k: str(v) for k, v in compose["services"]["nginx"]["environment"].items()}
+
+
+def test_the_template_forwards_client_scheme_and_host_and_retries_only_safe_requests() -> None:
+    text = TEMPLATE.read_text()
+    assert "proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;" in text
+    assert "proxy_set_header X-Forwarded-Proto $scheme;" in text
+    assert "proxy_set_header Host $host;" in text
+    assert "proxy_next_upstream error timeout http_502 http_503;" in text
+    assert "non_idempotent" not in text.replace("(no `non_idempotent`)", "")
+
+
+def test_a_placeholder_without_a_value_is_an_error_not_a_blank() -> None:
+    with pytest.raises(KeyError, match="NGINX_LISTEN"):
+        render("listen ${NGINX_LISTEN};", {})
+    assert render("listen ${NGINX_LISTEN}; $host", {"NGINX_LISTEN": "80"}) == "listen 80; $host"
+
+
+def test_the_local_rendering_is_accepted_by_the_system_nginx(tmp_path: Path) -> None:
+    nginx = Nginx(tmp_path / "nginx", 8080, [8001, 8002, 8003])
+    config = nginx.write_config().read_text()
+    directives = "\n".join(
+        line for line in config.splitlines() if not line.lstrip().startswith("#")
+    )
+    nginx.check()  # nginx -t, with every path inside tmp_path
+    assert "${" not in config
+    assert config.count("server 127.0.0.1:800") == 3
+    assert str(tmp_path) in directives
+    assert (
+        "/var/log" not in directives and "/var/lib" not in directives and "/etc" not in directives
+    )
+
+
+def test_compose_and_the_local_command_fill_in_the_same_placeholders(tmp_path: Path) -> None:
+    assert set(local_values(tmp_path, 8080, [8001])) == PLACEHOLDERS
+    compose = compose_nginx_environment()
+    assert set(compose) >= PLACEHOLDERS
+    rendered = render(TEMPLATE.read_text(), compose)
+    assert "server app:8000" in rendered and "listen 8080;" in rendered
