@@ -10,8 +10,18 @@ from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
-from auth import Counters, FileCounters, MemoryCounters, RedisCounters, Throttle, Throttled
+from auth import (
+    AuthUnavailable,
+    Counters,
+    FileCounters,
+    MemoryCounters,
+    RedisCounters,
+    Throttle,
+    Throttled,
+)
 
 from .support import PASSWORD, Site, SiteFactory, site_settings, start_site
 
@@ -182,3 +192,13 @@ async def test_registrations_per_address_are_limited(make_site: SiteFactory) -> 
     assert response.status_code == 429
     assert "Retry-After" in response.headers
     assert await site.auth.users.by_username("three") is None
+
+
+async def test_unreachable_redis_counters_refuse_with_503() -> None:
+    """No counting, no sign-in: the throttle fails closed, as a 503 rather than a 500."""
+    client = aioredis.Redis(host="127.0.0.1", port=1, retry=Retry(NoBackoff(), 0))
+    throttle = Throttle(RedisCounters(client, prefix="test:unreachable:"))
+    with pytest.raises(AuthUnavailable) as caught:
+        await throttle.begin_login("ann", "203.0.113.9")
+    assert caught.value.code == 503
+    await client.aclose()

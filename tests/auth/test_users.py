@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from auth import AuthUnavailable, FileUserStore, RedisUserStore, UsernameTaken, UserStore
 
@@ -93,7 +95,7 @@ async def test_unreadable_file_is_a_503_not_a_500(tmp_path: Path) -> None:
 
 
 async def test_unreachable_redis_is_a_503_not_a_500() -> None:
-    client = aioredis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.5)
+    client = aioredis.Redis(host="127.0.0.1", port=1, retry=Retry(NoBackoff(), 0))
     users = RedisUserStore(client, prefix="test:unreachable:")
     with pytest.raises(AuthUnavailable):
         await users.by_username("alice")
