@@ -22,8 +22,10 @@ def username_errors(username: str) -> list[str]:
     """Why ``username`` cannot be registered: ``username_errors("ann") == []``."""
     if not username:
         return ["Choose a username."]
-    if not USERNAME_MIN <= len(username) <= USERNAME_MAX or not _USERNAME.fullmatch(username):
-        return [f"Usernames are {USERNAME_RULE}."]
+    if not USERNAME_MIN <= len(username) <= USERNAME_MAX:
+        return [f"Usernames are {USERNAME_MIN} to {USERNAME_MAX} characters long."]
+    if not _USERNAME.fullmatch(username):
+        return ["Use only letters, digits and . _ -, starting and ending with a letter or digit."]
     return []
 
 
