@@ -14,6 +14,7 @@ import os
 import secrets
 import signal
 import socket
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -101,21 +102,26 @@ def _session_store(app: Quart) -> Store:
 
 def _instance_secret(path: Path) -> str:
     """The secret kept in the instance folder, made on first start (mode 0600)."""
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        secret = path.read_text(encoding="utf-8").strip()
-        if len(secret) >= 32:
-            return secret
-        raise RuntimeError(f"{path} holds no usable secret; delete it or set SECRET_KEY") from None
-    secret = secrets.token_urlsafe(48)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(secret + "\n")
-    logger.warning(
-        "SECRET_KEY is not set: generated a random one in %s. Set SECRET_KEY in the environment "
-        "when several machines serve this site.",
-        path,
-    )
+    if not path.exists():
+        # Written aside, then hard-linked into place: of several workers starting at once,
+        # exactly one wins and the others never see a half-written file.
+        fd, tmp = tempfile.mkstemp(prefix=".secret_key.", dir=path.parent)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                handle.write(secrets.token_urlsafe(48) + "\n")
+            os.link(tmp, path)
+            logger.warning(
+                "SECRET_KEY is not set: generated a random one in %s. Set SECRET_KEY in the "
+                "environment when several machines serve this site.",
+                path,
+            )
+        except FileExistsError:
+            pass
+        finally:
+            os.unlink(tmp)
+    secret = path.read_text(encoding="utf-8").strip()
+    if len(secret) < 32:
+        raise RuntimeError(f"{path} holds no usable secret; delete it or set SECRET_KEY")
     return secret
 
 

@@ -223,3 +223,17 @@ async def test_store_outage_gives_friendly_503_and_recovery(
         assert (await browser.get("/healthz")).status_code == 200
         assert await browser.signed_in_as() == "alice"
         assert await browser.visits() == 2
+
+
+def test_workers_starting_together_agree_on_the_generated_secret(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ("SECRET_KEY", "REDIS_URL")}
+    env["INSTANCE_PATH"] = str(tmp_path / "instance")
+    code = "import app; print(app.create_app().config['SECRET_KEY'])"
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "-c", code], cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True
+        )
+        for _ in range(4)
+    ]
+    secrets = {worker.communicate(timeout=60)[0].strip() for worker in workers}
+    assert len(secrets) == 1 and len(secrets.pop()) >= 32
