@@ -10,6 +10,7 @@ from bench.stacks import Stack
 from bench.wrk import WrkResult, run_wrk
 
 PAGES = ("count", "read")
+MONITORED_REQUESTS = 20
 
 
 @dataclass(frozen=True)
@@ -25,8 +26,10 @@ class Measurement:
     page: str
     round: int
     wrk: WrkResult
-    commands: dict[str, int]  # Redis calls during the wrk run, per command
+    commands: dict[str, int]  # Redis calls during the wrk run (INFO commandstats), per command
     notes: list[str] = field(default_factory=list)
+    round_trips: dict[str, float] | None = None  # per request, from MONITOR (first round only)
+    in_scripts: dict[str, float] | None = None  # commands run inside Lua scripts, per request
 
     @property
     def commands_per_request(self) -> float:
@@ -53,6 +56,9 @@ def measure(
     after = redis.command_counts() if redis is not None and stack.redis else {}
     measurement = Measurement(stack.name, page, round_, result, command_delta(before, after))
     check(measurement, stack, port, cookies)
+    if redis is not None and stack.redis and round_ == 0 and cookies:
+        seen = redis.traffic(MONITORED_REQUESTS, lambda: client.get(port, f"/{page}", cookies[-1]))
+        measurement.round_trips, measurement.in_scripts = seen.round_trips, seen.in_scripts
     return measurement
 
 

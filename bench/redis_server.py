@@ -5,15 +5,17 @@ from __future__ import annotations
 import shutil
 import statistics
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import redis
 
+from bench.monitor import Traffic, traffic
 from bench.net import free_port
 from bench.process import Child
 
 # Commands the harness itself sends while measuring; they are not the stack's.
-HARNESS_COMMANDS = frozenset({"info", "ping", "memory|usage", "scan"})
+HARNESS_COMMANDS = frozenset({"info", "ping", "memory|usage", "scan", "echo", "monitor"})
 
 
 class PrivateRedis:
@@ -84,6 +86,10 @@ class PrivateRedis:
             if name not in HARNESS_COMMANDS:
                 counts[name] = int(value["calls"])
         return counts
+
+    def traffic(self, requests: int, send: Callable[[], object]) -> Traffic:
+        """Round trips and script-inner commands per request, from MONITOR (untimed)."""
+        return traffic(self.port, self._redis(), requests, send)
 
     def keys(self, prefix: str) -> list[str]:
         return list(self._redis().scan_iter(match=prefix + "*", count=1000))

@@ -24,6 +24,8 @@ class Summary:
     breakdown: dict[str, float]
     notes: list[str] = field(default_factory=list)
     ratio: float | None = None
+    round_trips: dict[str, float] | None = None
+    in_scripts: dict[str, float] | None = None
 
 
 def summarise(measurements: Sequence[Measurement]) -> dict[tuple[str, str], Summary]:
@@ -51,6 +53,10 @@ def summarise(measurements: Sequence[Measurement]) -> dict[tuple[str, str], Summ
             breakdown={name: calls / requests for name, calls in sorted(totals.items())},
             notes=notes,
         )
+        monitored = [run for run in runs if run.round_trips is not None]
+        if monitored:
+            summaries[(stack, page)].round_trips = monitored[0].round_trips
+            summaries[(stack, page)].in_scripts = monitored[0].in_scripts
     for summary in summaries.values():
         base = summaries.get((STACKS[summary.stack].baseline, summary.page))
         if base is not None and base.rps > 0:
@@ -109,6 +115,22 @@ def _number(value: float | None, digits: int = 2) -> str:
     return "–" if value is None else f"{value:,.{digits}f}"
 
 
+def _per_command(counts: dict[str, float]) -> str:
+    # Connection set-up (HELLO, CLIENT SETINFO) happens once per pooled connection.
+    return ", ".join(
+        f"{name.upper()} {calls:.2f}" for name, calls in counts.items() if calls >= 0.005
+    )
+
+
+def _traffic(row: Summary) -> str:
+    if row.round_trips is None:
+        return _per_command(row.breakdown) or "–"
+    text = _per_command(row.round_trips) or "–"
+    if row.in_scripts:
+        text += f" (inside: {_per_command(row.in_scripts)})"
+    return text
+
+
 def _times(value: float | None) -> str:
     return "–" if value is None else f"{value:.2f}×"
 
@@ -122,23 +144,16 @@ def results_table(summaries: dict[tuple[str, str], Summary], stacks: Sequence[st
         lines += [
             f"### /{page}: {PAGE_TITLES[page]}",
             "",
-            "| stack | req/s | p50 ms | p99 ms | × own bare | Redis cmds/req | per command |",
-            "|---|---:|---:|---:|---:|---:|---|",
+            "| stack | req/s | p50 ms | p99 ms | × own bare | Redis round trips/req "
+            "| Redis cmds/req | round trips (and commands inside scripts) |",
+            "|---|---:|---:|---:|---:|---:|---:|---|",
         ]
         for row in rows:
-            # Connection set-up (HELLO, CLIENT SETINFO) happens once per pooled connection.
-            per_command = (
-                ", ".join(
-                    f"{name.upper()} {calls:.2f}"
-                    for name, calls in row.breakdown.items()
-                    if calls >= 0.005
-                )
-                or "–"
-            )
             lines.append(
                 f"| {STACKS[row.stack].description} (`{row.stack}`) | {row.rps:,.0f} "
                 f"| {row.p50_ms:.2f} | {row.p99_ms:.2f} | {_number(row.ratio)} "
-                f"| {_number(row.commands_per_request)} | {per_command} |"
+                f"| {_number(sum(row.round_trips.values()) if row.round_trips else None)} "
+                f"| {_number(row.commands_per_request)} | {_traffic(row)} |"
             )
         lines.append("")
     notes = [

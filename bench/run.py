@@ -18,7 +18,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from bench import client, logins, machine
-from bench.measure import PAGES, Load, Measurement, measure
+from bench.measure import MONITORED_REQUESTS, PAGES, Load, Measurement, measure
 from bench.net import free_port
 from bench.process import Child
 from bench.profile import finish_recording, profile_lines, start_recording
@@ -80,9 +80,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.results = args.results or (
         OUT / "RESULTS-quick.md" if quick else ROOT / "bench" / "RESULTS.md"
     )
-    args.json = args.json or args.results.with_suffix(".json").parent.joinpath(
-        "results.json" if not quick else "results-quick.json"
-    )
+    args.json = args.json or OUT / ("results-quick.json" if quick else "results.json")
     args.stacks = [name.strip() for name in args.stacks.split(",") if name.strip()]
     unknown = [name for name in args.stacks if name not in STACKS]
     if unknown:
@@ -260,9 +258,10 @@ def report(bench: Bench, info: dict[str, object], started: float) -> str:
         f"- Returning visitors: {args.connections} sessions primed with one GET /count each "
         "before every run; wrk sends their cookies round-robin.",
         f"- Redis: a private redis-server {info['redis-server']} (no persistence) on a free "
-        "port, pinned to "
-        f"CPU {args.client_cpu}; commands per request = INFO commandstats delta over the wrk run "
-        "/ requests completed.",
+        f"port, pinned to CPU {args.client_cpu}. Redis cmds/req = INFO commandstats delta over "
+        "the timed runs / requests completed; it counts commands run inside Lua scripts too. "
+        f"Round trips/req = commands the app sent, seen by MONITOR over {MONITORED_REQUESTS} "
+        "sequential untimed requests after round 1 (script-inner commands shown in brackets).",
         "- Session settings: ours and express-session: resave false, rolling false, "
         "saveUninitialized false, browser-session cookie, signed ids. quart-session: its defaults"
         " (SESSION_PERMANENT, unsigned ids, SETEX on every modified request).",
