@@ -29,18 +29,26 @@ _OPTION_KEYS = (
 
 def _to_ms(value: float | timedelta) -> int | float:
     if isinstance(value, timedelta):
-        value = value.total_seconds()
-    if isinstance(value, bool) or not isinstance(value, int | float):
+        ms: int | float = (value.days * 86400 + value.seconds) * 1000 + value.microseconds / 1000
+    elif isinstance(value, bool) or not isinstance(value, int | float):
         raise TypeError(
             f"cookie max_age must be seconds (int or float) or a timedelta, not {value!r}"
         )
-    ms = value * 1000
+    else:
+        ms = round(value * 1000, 3)  # microsecond precision, without float noise like 1004.9999
     return int(ms) if float(ms).is_integer() else ms
 
 
 def _iso(moment: datetime) -> str:
     moment = moment.astimezone(UTC)
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def _field(data: Mapping[str, Any], key: str, kind: type | tuple[type, ...]) -> Any:
+    value = data.get(key)
+    if value is not None and not isinstance(value, kind):
+        raise ValueError(f"stored cookie field {key!r} has a wrong type: {value!r}")
+    return value
 
 
 def normalize_cookie_options(options: Mapping[str, Any]) -> dict[str, Any]:
@@ -109,20 +117,27 @@ class Cookie:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Cookie:
-        """The cookie of a stored record (express layout)."""
+        """The cookie of a stored record (express layout); ValueError when a field has a wrong type."""
         cookie = cls()
-        cookie.path = str(data.get("path") or "/")
-        cookie.domain = data.get("domain")
-        cookie.http_only = bool(data.get("httpOnly", True))
-        cookie.secure = data.get("secure")
-        same_site = data.get("sameSite")
+        cookie.path = _field(data, "path", str) or "/"
+        cookie.domain = _field(data, "domain", str)
+        cookie.http_only = _field(data, "httpOnly", bool) is not False
+        cookie.secure = _field(data, "secure", bool)
+        same_site = _field(data, "sameSite", (str, bool))
         cookie.same_site = same_site.lower() if isinstance(same_site, str) else same_site  # type: ignore[assignment]
-        cookie.partitioned = data.get("partitioned")
-        cookie.priority = data.get("priority")
-        expires = data.get("expires")
-        cookie._expires = datetime.fromisoformat(expires) if isinstance(expires, str) else None
-        original = data.get("originalMaxAge")
-        cookie._original_max_age = original if isinstance(original, int | float) else None
+        if cookie.same_site not in (None, True, False, "lax", "strict", "none"):
+            raise ValueError(f"stored cookie has an invalid sameSite: {same_site!r}")
+        cookie.partitioned = _field(data, "partitioned", bool)
+        priority = _field(data, "priority", str)
+        if priority is not None and priority.lower() not in _PRIORITY:
+            raise ValueError(f"stored cookie has an invalid priority: {priority!r}")
+        cookie.priority = priority
+        expires = _field(data, "expires", str)
+        if expires is not None:
+            moment = datetime.fromisoformat(expires)
+            cookie._expires = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+        original = _field(data, "originalMaxAge", (int, float))
+        cookie._original_max_age = None if isinstance(original, bool) else original
         return cookie
 
     def to_json(self) -> dict[str, Any]:

@@ -193,6 +193,7 @@ class SessionEngine(SessionInterface):
         self._reset(session)
         session._mark_original()
         session._forced = False
+        session._destroyed = True
         session._clear_cookie = session._cookie_id is not None
 
     async def reload(self, session: Session) -> None:
@@ -244,6 +245,12 @@ class SessionEngine(SessionInterface):
             return
         data_json = dump_data(session)
         modified = session._is_modified(data_json)
+        if session._destroyed and not modified:
+            # Destroyed and left alone: nothing to save, only the old cookie to clear.
+            if response is not None and session._clear_cookie:
+                response.headers.add("Set-Cookie", session.cookie.clear_header(policy.name))
+                response.vary.add("Cookie")
+            return
         is_new = session.new
         if not policy.save_uninitialized and is_new and session._saved is None:
             should_save = modified
@@ -274,6 +281,9 @@ class SessionEngine(SessionInterface):
             response.vary.add("Cookie")
 
     def _record(self, session: Session, data_json: str) -> bytes:
+        for reserved in ("cookie", OWNER_KEY):
+            if reserved in session:
+                raise KeyError(f"session[{reserved!r}] is reserved for the stored record")
         raw = dump_record(session.cookie.to_json(), data_json, session.owner).encode()
         if len(raw) > self.policy.max_size:
             raise SessionTooLarge(

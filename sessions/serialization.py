@@ -9,7 +9,14 @@ from typing import Any
 __all__ = ["dump_data", "dump_json", "dump_record", "load_record"]
 
 _encoder = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-_decode = json.JSONDecoder().decode
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+# Python's decoder accepts NaN and Infinity; JSON (and JSON.stringify) does not.
+_decode = json.JSONDecoder(parse_constant=_reject_constant).decode
 OWNER_KEY = "_owner"
 
 

@@ -61,6 +61,7 @@ class Session(dict[str, Any], SessionMixin):
         self._raw = raw
         self._unset = False
         self._clear_cookie = False
+        self._destroyed = False
         self._forced = False
         self._explicitly_saved = False
         self._finished = False

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import re
 from collections.abc import Sequence
 from urllib.parse import quote, unquote
 
@@ -13,6 +14,7 @@ __all__ = ["encode_cookie_value", "read_cookie", "sign", "unsign"]
 # encodeURIComponent leaves A-Z a-z 0-9 - _ . ! ~ * ' ( ) alone; quote() always keeps the first seven.
 _URI_COMPONENT_SAFE = "-_.!~*'()"
 MAX_COOKIE_VALUE = 4096
+_BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
 
 
 def _mac(sid: str, secret: bytes) -> str:
@@ -54,10 +56,10 @@ def read_cookie(header: str, name: str) -> str | None:
             return None
         if len(value) >= 2 and value[0] == '"' and value[-1] == '"':
             value = value[1:-1]
-        if "%" in value:
+        if "%" in value and not _BAD_ESCAPE.search(value):
             try:
                 value = unquote(value, errors="strict")
             except UnicodeDecodeError:
-                pass
+                pass  # decodeURIComponent would throw; the cookie package then keeps the raw value
         return value
     return None
