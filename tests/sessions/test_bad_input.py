@@ -210,3 +210,51 @@ async def test_a_session_over_max_size_is_a_clear_error(
     errors = [e for e in logged_errors(caplog) if isinstance(e, SessionTooLarge)]
     assert errors and "over max_size=1024" in str(errors[0])
     assert await store.ids() == []
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4)
+    ),
+    max_leaves=12,
+)
+cookie_fields = st.fixed_dictionaries(
+    {},
+    optional={
+        "originalMaxAge": json_values,
+        "expires": st.one_of(
+            json_values, st.just("2030-01-01T00:00:00.000Z"), st.text(max_size=30)
+        ),
+        "httpOnly": json_values,
+        "path": json_values,
+        "domain": json_values,
+        "secure": json_values,
+        "sameSite": json_values,
+        "priority": json_values,
+        "partitioned": json_values,
+    },
+)
+stored_records = st.one_of(
+    st.binary(max_size=200),
+    json_values.map(lambda v: __import__("json").dumps(v).encode()),
+    st.tuples(cookie_fields, st.dictionaries(st.text(max_size=10), json_values, max_size=4)).map(
+        lambda parts: __import__("json").dumps({"cookie": parts[0], **parts[1]}).encode()
+    ),
+)
+
+
+@settings(
+    max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(stored=stored_records)
+async def test_any_stored_record_gives_a_page_never_a_500(stored: bytes) -> None:
+    store = MemoryStore()
+    app = make_app(store)
+    await store.write("fuzzed", stored, 60)
+    cookie = encode_cookie_value("fuzzed", SECRET.encode())
+    client = app.test_client(use_cookies=False)
+
+    for path in ("/read", "/count"):
+        response = await client.get(path, headers={"Cookie": f"connect.sid={cookie}"})
+        assert response.status_code == 200, stored
