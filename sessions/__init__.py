@@ -14,6 +14,10 @@
         return f"visit {session['visits']}"
 """
 
+from typing import cast
+
+from quart import session as _quart_session
+
 from .cookie import Cookie
 from .errors import (
     SessionError,
@@ -28,6 +32,9 @@ from .stores.base import SessionInfo, Store
 from .stores.file import FileStore
 from .stores.memory import MemoryStore
 from .stores.redis import RedisStore
+
+#: ``quart.session`` typed as our Session: ``from sessions import session``.
+session = cast(Session, _quart_session)
 
 __all__ = [
     "DEFAULTS",
@@ -45,4 +52,5 @@ __all__ = [
     "Store",
     "StoreUnavailable",
     "default_genid",
+    "session",
 ]
