@@ -163,6 +163,7 @@ class Cluster:
         """Start Redis (if private), every worker, then nginx; return once all answer."""
         if port_is_open(self.port):
             raise RuntimeError(f"port {self.port} is already in use; pick another with --port")
+        self.run_dir.mkdir(parents=True, exist_ok=True)
         try:
             if self.redis_url is None:
                 self.redis = RedisServer(self.run_dir / "redis")

@@ -16,6 +16,8 @@ def cluster() -> Iterator[Cluster]:
     """Three workers behind the system nginx, sharing a private append-only redis-server."""
     with Cluster(workers=3, port=0) as running:
         yield running
+        # pytest shows this only when the test failed: what the workers and nginx logged.
+        print(running.diagnostics())
 
 
 @pytest.fixture

@@ -84,6 +84,7 @@ def cluster_on_private_redis(private_redis: RedisServer) -> Iterator[Cluster]:
     """Three workers on the private_redis fixture (append-only, fsync always), never the shared."""
     with Cluster(workers=3, port=0, redis_url=private_redis.url) as running:
         yield running
+        print(running.diagnostics())  # shown by pytest only when the test failed
 
 
 def test_a_redis_restart_keeps_the_session(
