@@ -56,6 +56,11 @@ _UNAVAILABLE = (
     OSError,
 )
 
+# RedisCluster reports "no node answers" while it (re)discovers the topology as a plain
+# RedisClusterException (the ConnectionError is its __cause__): the cluster is unreachable.
+# Other RedisClusterExceptions (bad arguments, cross-slot keys) are bugs and propagate.
+_CLUSTER_UNREACHABLE = ("Redis Cluster cannot be connected", "All slots are not covered")
+
 
 class Serializer(Protocol):
     """How records are written to Redis; JSON by default (connect-redis's `serializer`)."""
@@ -126,6 +131,12 @@ class RedisStore(Store):
             return await command()
         except _UNAVAILABLE as error:
             raise StoreUnavailable(f"Redis: {error}") from error
+        except redis_errors.RedisClusterException as error:
+            if isinstance(error, redis_errors.SlotNotCoveredError) or str(error).startswith(
+                _CLUSTER_UNREACHABLE
+            ):
+                raise StoreUnavailable(f"Redis: {error}") from error
+            raise
 
     async def _script(self, sha: str, source: str, key: str, *args: Any) -> Any:
         try:
