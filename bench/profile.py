@@ -38,6 +38,7 @@ class Profile:
     own: list[tuple[str, int]]  # (frame, samples where it was the running frame)
     total: list[tuple[str, int]]  # (frame, samples where it was anywhere on the stack)
     files: list[tuple[str, int]]  # (source file, samples spent in its own code)
+    packages: list[tuple[str, int]]  # (top-level package, samples with any of its frames)
     raw: Path
 
 
@@ -86,6 +87,7 @@ def summarise(raw: Path, top: int = 15) -> Profile:
     own: Counter[str] = Counter()
     total: Counter[str] = Counter()
     files: Counter[str] = Counter()
+    packages: Counter[str] = Counter()
     samples = 0
     for line in raw.read_text().splitlines():
         stack, _, count_text = line.rpartition(" ")
@@ -100,9 +102,22 @@ def summarise(raw: Path, top: int = 15) -> Profile:
         for frame in set(frames):
             if not any(part in frame for part in PLUMBING):
                 total[frame] += count
+        for package in {_package(frame) for frame in frames}:
+            packages[package] += count
     return Profile(
-        samples, own.most_common(top), total.most_common(top * 2), files.most_common(top), raw
+        samples,
+        own.most_common(top),
+        total.most_common(top * 2),
+        files.most_common(top),
+        packages.most_common(top),
+        raw,
     )
+
+
+def _package(frame: str) -> str:
+    match = FILE.search(frame)
+    path = match.group(1) if match else frame
+    return path.split("/", 1)[0] if "/" in path else path
 
 
 def profile_lines(title: str, profile: Profile) -> list[str]:
@@ -121,6 +136,8 @@ def profile_lines(title: str, profile: Profile) -> list[str]:
     lines += [f"| {share(count)} | `{frame}` |" for frame, count in profile.own]
     lines += ["", "| on stack | frame |", "|---:|---|"]
     lines += [f"| {share(count)} | `{frame}` |" for frame, count in profile.total]
+    lines += ["", "| on stack | package (any of its frames) |", "|---:|---|"]
+    lines += [f"| {share(count)} | `{name}` |" for name, count in profile.packages]
     lines += ["", "| own time | source file |", "|---:|---|"]
     lines += [f"| {share(count)} | `{name}` |" for name, count in profile.files]
     return [*lines, ""]

@@ -235,6 +235,10 @@ class Bench:
             self.profiles += profile_lines(title, profile)
 
 
+def _pin(cpu: str | None) -> str:
+    return f"pinned to CPU {cpu}" if cpu is not None else "not pinned"
+
+
 def report(bench: Bench, info: dict[str, object], started: float) -> str:
     args = bench.args
     summaries = summarise(bench.measurements)
@@ -250,15 +254,15 @@ def report(bench: Bench, info: dict[str, object], started: float) -> str:
         f"- Machine: {info['cpu']}, {info['nproc']} cores, Linux {info['kernel']}; "
         f"load average at start {', '.join(f'{x:.2f}' for x in info['loadavg_start'])}, "  # type: ignore[attr-defined]
         f"at end {', '.join(f'{x:.2f}' for x in os.getloadavg())}.",
-        f"- Python stacks: {bench.server.describe()}, pinned to CPU {args.server_cpu}; express "
-        f"on node {node['node']} pinned to CPU {args.server_cpu} (NODE_ENV=production).",
-        f"- Load: wrk {info['wrk']}, 1 thread, {args.connections} connections, pinned to CPU "
-        f"{args.client_cpu}; {args.duration:g} s per run, median of {args.runs} interleaved "
+        f"- Python stacks: {bench.server.describe()}, {_pin(args.server_cpu)}; express "
+        f"on node {node['node']}, {_pin(args.server_cpu)} (NODE_ENV=production).",
+        f"- Load: wrk {info['wrk']}, 1 thread, {args.connections} connections, "
+        f"{_pin(args.client_cpu)}; {args.duration:g} s per run, median of {args.runs} interleaved "
         f"run(s), {args.warmup:g} s warm-up per stack.",
         f"- Returning visitors: {args.connections} sessions primed with one GET /count each "
         "before every run; wrk sends their cookies round-robin.",
         f"- Redis: a private redis-server {info['redis-server']} (no persistence) on a free "
-        f"port, pinned to CPU {args.client_cpu}. Redis cmds/req = INFO commandstats delta over "
+        f"port, {_pin(args.client_cpu)}. Redis cmds/req = INFO commandstats delta over "
         "the timed runs / requests completed; it counts commands run inside Lua scripts too. "
         f"Round trips/req = commands the app sent, seen by MONITOR over {MONITORED_REQUESTS} "
         "sequential untimed requests after round 1 (script-inner commands shown in brackets).",
