@@ -18,6 +18,7 @@ class Summary:
     page: str
     runs: int
     rps: float
+    rps_range: tuple[float, float]
     p50_ms: float
     p99_ms: float
     commands_per_request: float | None
@@ -45,6 +46,7 @@ def summarise(measurements: Sequence[Measurement]) -> dict[tuple[str, str], Summ
             page,
             len(runs),
             rps=statistics.median(run.wrk.rps for run in runs),
+            rps_range=(min(run.wrk.rps for run in runs), max(run.wrk.rps for run in runs)),
             p50_ms=statistics.median(run.wrk.p50_ms for run in runs),
             p99_ms=statistics.median(run.wrk.p99_ms for run in runs),
             commands_per_request=(
@@ -131,6 +133,11 @@ def _traffic(row: Summary) -> str:
     return text
 
 
+def _spread(row: Summary) -> str:
+    low, high = row.rps_range
+    return f" ({low:,.0f}–{high:,.0f})" if row.runs > 1 else ""
+
+
 def _times(value: float | None) -> str:
     return "–" if value is None else f"{value:.2f}×"
 
@@ -144,13 +151,13 @@ def results_table(summaries: dict[tuple[str, str], Summary], stacks: Sequence[st
         lines += [
             f"### /{page}: {PAGE_TITLES[page]}",
             "",
-            "| stack | req/s | p50 ms | p99 ms | × own bare | Redis round trips/req "
+            "| stack | req/s (min–max) | p50 ms | p99 ms | × own bare | Redis round trips/req "
             "| Redis cmds/req | round trips (and commands inside scripts) |",
             "|---|---:|---:|---:|---:|---:|---:|---|",
         ]
         for row in rows:
             lines.append(
-                f"| {STACKS[row.stack].description} (`{row.stack}`) | {row.rps:,.0f} "
+                f"| {STACKS[row.stack].description} (`{row.stack}`) | {row.rps:,.0f}{_spread(row)} "
                 f"| {row.p50_ms:.2f} | {row.p99_ms:.2f} | {_number(row.ratio)} "
                 f"| {_number(sum(row.round_trips.values()) if row.round_trips else None)} "
                 f"| {_number(row.commands_per_request)} | {_traffic(row)} |"
