@@ -109,8 +109,8 @@ class RedisStore(Store):
     def from_url(cls, url: str, *, timeout: float = 2.0, **options: Any) -> RedisStore:
         """A store with its own client; `timeout` bounds every command (a slow Redis gives a 503)."""
         from redis.asyncio import Redis
+        from redis.asyncio.retry import Retry
         from redis.backoff import NoBackoff
-        from redis.retry import Retry
 
         client = Redis.from_url(
             url,
