@@ -68,6 +68,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="py-spy the server of STACK (a Python stack) under load on PAGE",
     )
     parser.add_argument(
+        "--wait-quiet",
+        type=float,
+        metavar="LOAD",
+        help="first wait (up to 10 min) until the 1-minute load average is below LOAD",
+    )
+    parser.add_argument(
         "--results", type=Path, help="markdown report (default bench/RESULTS.md; quick: bench/out/)"
     )
     parser.add_argument("--json", type=Path, help="raw measurements (default bench/out/...)")
@@ -304,8 +310,18 @@ def report(bench: Bench, info: dict[str, object], started: float) -> str:
     return "\n".join(lines)
 
 
+def wait_quiet(threshold: float, limit_s: float = 600.0) -> None:
+    """Other work on a 2-core machine skews every number: wait for it to calm down."""
+    deadline = time.monotonic() + limit_s
+    while os.getloadavg()[0] >= threshold and time.monotonic() < deadline:
+        time.sleep(5)
+    print(f"[bench] load average {os.getloadavg()[0]:.2f} (wanted < {threshold:g})", flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.wait_quiet is not None:
+        wait_quiet(args.wait_quiet)
     started = time.monotonic()
     OUT.mkdir(parents=True, exist_ok=True)
     info = machine.describe()
