@@ -14,7 +14,9 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict
+from functools import partial
 from pathlib import Path
 
 from bench import client, logins, machine
@@ -161,13 +163,11 @@ class Bench:
     def measure_all(self) -> None:
         if self.args.warmup > 0:
             for name, child in list(self.children.items()):
-                self._guarded(name, lambda c=child, n=name: self._warm(n, c))
+                self._guarded(name, partial(self._warm, name, child))
         for round_ in range(self.args.runs):
             for name, child in list(self.children.items()):
                 for page in self.args.pages:
-                    self._guarded(
-                        name, lambda c=child, n=name, p=page, r=round_: self._one(n, c, p, r)
-                    )
+                    self._guarded(name, partial(self._one, name, child, page, round_))
 
     def _warm(self, name: str, child: Child) -> None:
         stack = STACKS[name]
@@ -192,11 +192,12 @@ class Bench:
             flush=True,
         )
 
-    def _guarded(self, name: str, action: object) -> None:
+    def _guarded(self, name: str, action: Callable[[], None]) -> None:
+        """Run one step of a stack; a failure marks that stack failed and the run goes on."""
         if name in self.failed:
             return
         try:
-            action()  # type: ignore[operator]
+            action()
         except (RuntimeError, OSError, ValueError) as error:
             tail = self.children[name].log_tail() if name in self.children else ""
             self.failed[name] = f"{error}{tail}"
