@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import fcntl
 import hashlib
@@ -160,10 +161,17 @@ class FileStore(Store):
     async def read(self, sid: str) -> bytes | None:
         return self._load(sid)
 
+    # Writes run in a thread: ext4 flushes a file's data when it is renamed over another one
+    # (about 1 ms here), and the event loop should keep serving other requests meanwhile.
     async def write(self, sid: str, raw: bytes, ttl: int | None) -> None:
-        self._save(sid, raw, ttl)
+        await asyncio.to_thread(self._save, sid, raw, ttl)
 
     async def replace(
+        self, sid: str, expected: bytes, raw: bytes, ttl: int | None
+    ) -> bool | bytes | None:
+        return await asyncio.to_thread(self._replace, sid, expected, raw, ttl)
+
+    def _replace(
         self, sid: str, expected: bytes, raw: bytes, ttl: int | None
     ) -> bool | bytes | None:
         with self._locked(sid):
