@@ -25,7 +25,8 @@ RUN useradd --system --no-create-home --uid 10001 web
 USER web
 
 EXPOSE 8000
-# Several workers per replica; ProxyFixMiddleware (deploy/asgi.py) trusts nginx as one hop.
-# exec: the server gets SIGTERM from `docker stop` directly and shuts down gracefully.
-CMD exec hypercorn --bind 0.0.0.0:8000 --workers "${WEB_CONCURRENCY:-2}" \
-    --graceful-timeout 10 deploy.asgi:app
+# granian (the fastest of the servers we measured, bench/servers/) with several worker processes;
+# ProxyFixMiddleware (deploy/asgi.py) trusts nginx as exactly one hop. exec: granian gets
+# SIGTERM from `docker stop` itself and stops gracefully (in-flight requests finish).
+CMD exec granian --interface asgi --host 0.0.0.0 --port 8000 --loop uvloop \
+    --workers "${WEB_CONCURRENCY:-2}" --workers-kill-timeout 10 deploy.asgi:app

@@ -25,9 +25,9 @@ from deploy.processes import (
     MissingBinary,
     find_binary,
     free_port,
-    kill,
     port_is_open,
     terminate,
+    wait_gone,
 )
 from deploy.redis_server import RedisServer
 from deploy.servers import ASGI_APP, DEFAULT_SERVER, SERVERS, server_command
@@ -56,7 +56,12 @@ def healthy(url: str) -> bool:
 
 
 class Worker:
-    """One ASGI server process serving the app on its own loopback port."""
+    """One ASGI server on its own loopback port, in a process group of its own.
+
+    Some servers answer from the very process we start (hypercorn --workers 0, uvicorn);
+    others (granian) from a child of it. `pid` is the process that answers, as the app reports
+    it in X-Served-By; stopping and killing act on the whole group we started.
+    """
 
     def __init__(self, index: int, port: int, command: list[str], env: Mapping[str, str],
                  log_path: Path) -> None:  # fmt: skip
@@ -66,19 +71,27 @@ class Worker:
         self.env = dict(env)
         self.log_path = log_path
         self.process: subprocess.Popen[bytes] | None = None
+        self.serving_pid: int | None = None
+
+    @property
+    def running(self) -> bool:
+        """True while the process we started is alive."""
+        return self.process is not None and self.process.poll() is None
 
     @property
     def pid(self) -> int | None:
-        """The process's PID while it runs."""
-        if self.process is None or self.process.poll() is not None:
+        """The PID that answers requests (X-Served-By), while the worker runs."""
+        if not self.running:
             return None
-        return self.process.pid
+        return self.serving_pid
 
     def start(self) -> None:
         """Start the server process; its output goes to log_path."""
+        self.serving_pid = None
         with self.log_path.open("ab") as log:
-            # A session of its own: Ctrl-C in the terminal reaches only the cluster command,
-            # which then stops everything in order (nginx first, Redis last).
+            # A session (and process group) of its own: Ctrl-C in the terminal reaches only the
+            # cluster command, which stops everything in order, and the group holds exactly
+            # the processes this worker consists of.
             self.process = subprocess.Popen(
                 self.command, cwd=ROOT, env=self.env, stdin=subprocess.DEVNULL,
                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
@@ -89,20 +102,46 @@ class Worker:
         deadline = time.monotonic() + timeout
         url = f"http://127.0.0.1:{self.port}/healthz"
         while time.monotonic() < deadline:
-            if self.process is None or self.process.poll() is not None:
+            if not self.running:
                 raise RuntimeError(f"worker {self.index} exited early:\n{self.log_tail()}")
-            if healthy(url):
+            try:
+                status, headers, _ = fetch(url)
+            except (OSError, ValueError):
+                status, headers = 0, {}
+            if status == 200:
+                served_by = headers.get("x-served-by", "")
+                pid = served_by.rpartition(":")[2]
+                self.serving_pid = int(pid) if pid.isdigit() else self.process_pid
                 return
             time.sleep(0.1)
         raise TimeoutError(f"worker {self.index} not healthy in {timeout}s:\n{self.log_tail()}")
 
+    @property
+    def process_pid(self) -> int | None:
+        """The PID of the process we started (the server's supervisor, for granian)."""
+        return self.process.pid if self.process is not None else None
+
     def stop(self) -> None:
-        """Graceful stop: SIGTERM by PID, SIGKILL only if it hangs."""
+        """Graceful stop: SIGTERM by PID, SIGKILL only if it hangs; then nothing of it is left."""
         terminate(self.process)
+        self._kill_group()
 
     def kill(self) -> None:
-        """SIGKILL by PID: the crash a test simulates."""
-        kill(self.process)
+        """SIGKILL every process of this worker at once: the crash a test simulates."""
+        self._kill_group()
+
+    def _kill_group(self) -> None:
+        # The group id is the PID of the process we started (start_new_session=True).
+        if self.process is None:
+            return
+        try:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass  # the group is already empty
+        if self.process.poll() is None:
+            self.process.wait()
+        if self.serving_pid is not None:
+            wait_gone(self.serving_pid)  # a server's child, reaped by init rather than by us
 
     def log_tail(self, lines: int = 30) -> str:
         """The end of this worker's output."""
@@ -247,7 +286,7 @@ class Cluster:
     def start_workers(self, timeout: float = 30.0) -> None:
         """Start every stopped worker and wait until the site answers through nginx."""
         for worker in self.workers:
-            if worker.pid is None:
+            if not worker.running:
                 worker.start()
         for worker in self.workers:
             worker.wait_healthy(timeout)
@@ -325,7 +364,7 @@ def main(argv: list[str] | None = None) -> int:
         while True:
             time.sleep(1)
             for worker in cluster.workers:
-                if worker.pid is None and worker.index not in reported:
+                if not worker.running and worker.index not in reported:
                     reported.add(worker.index)
                     print(f"worker {worker.index} exited; nginx now skips it", file=sys.stderr)
     except KeyboardInterrupt:

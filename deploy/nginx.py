@@ -25,12 +25,16 @@ def render(template: str, values: Mapping[str, str]) -> str:
     return _PLACEHOLDER.sub(lambda match: values[match.group(1)], template)
 
 
-def upstream_servers(addresses: Iterable[str]) -> str:
-    """The ``server`` lines of the upstream block for host:port addresses."""
-    # A short fail_timeout so a restarted worker is back in rotation within a couple of seconds.
-    return "\n        ".join(
-        f"server {address} max_fails=1 fail_timeout=2s;" for address in addresses
-    )
+def upstream_servers(addresses: Iterable[str], parameters: str = "max_fails=0") -> str:
+    """The ``server`` lines of the upstream block for host:port addresses.
+
+    max_fails=0 (the local default): on loopback a stopped worker refuses a connection at
+    once and nginx moves on to the next, so no worker is ever sidelined for fail_timeout; a
+    restarted worker is back in rotation on its first healthy answer, even during a quick
+    rolling restart. (Compose, where a dead replica's address can time out, passes
+    max_fails=1 fail_timeout=2s in NGINX_UPSTREAM_SERVERS instead.)
+    """
+    return "\n        ".join(f"server {address} {parameters};" for address in addresses)
 
 
 def local_values(run_dir: Path, port: int, app_ports: Iterable[int]) -> dict[str, str]:

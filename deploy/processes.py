@@ -77,3 +77,22 @@ def kill(process: subprocess.Popen[bytes] | None) -> None:
         return
     process.kill()
     process.wait()
+
+
+def is_running(pid: int) -> bool:
+    """True while pid exists and is not a zombie (a zombie runs no code and holds no socket)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    # The state follows the parenthesised command name, which may itself contain spaces.
+    return stat.rpartition(")")[2].split()[0] not in ("Z", "X")
+
+
+def wait_gone(pid: int, timeout: float = 5.0) -> None:
+    """Wait until pid no longer runs (SIGKILL is delivered asynchronously)."""
+    deadline = time.monotonic() + timeout
+    while is_running(pid):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"process {pid} still runs {timeout}s after SIGKILL")
+        time.sleep(0.01)

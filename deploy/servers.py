@@ -9,7 +9,7 @@ ASGI_APP = "deploy.asgi:app"
 
 #: Chosen by measurement (bench/servers/README.md); every entry supports workers, proxy headers
 #: (through our ProxyFixMiddleware) and graceful shutdown on SIGTERM.
-DEFAULT_SERVER = "hypercorn"
+DEFAULT_SERVER = "granian"
 
 SERVERS = ("hypercorn", "hypercorn-uvloop", "uvicorn", "granian")
 
@@ -17,7 +17,10 @@ SERVERS = ("hypercorn", "hypercorn-uvloop", "uvicorn", "granian")
 def server_command(
     server: str, port: int, app: str = ASGI_APP, host: str = "127.0.0.1"
 ) -> list[str]:
-    """The argv that serves app on host:port as ONE process (its PID is the worker's PID).
+    """The argv that serves app on host:port with one worker process.
+
+    hypercorn (--workers 0) and uvicorn answer from the process started; granian from a child
+    of it (its supervisor stays the parent), which deploy.cluster.Worker accounts for.
 
     Example: ``server_command("hypercorn", 8001)`` ->
     ``[python, "-m", "hypercorn", "--workers", "0", "--bind", "127.0.0.1:8001", ...]``

@@ -16,15 +16,7 @@ import pytest
 from site_http import Browser
 
 from deploy.cluster import ROOT
-from deploy.processes import MissingBinary, find_binary, free_port, port_is_open
-
-
-def pid_is_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
+from deploy.processes import MissingBinary, find_binary, free_port, is_running, port_is_open
 
 
 def read_until(process: subprocess.Popen[str], marker: str, timeout: float) -> list[str]:
@@ -77,7 +69,7 @@ def test_one_command_serves_three_workers_and_sigterm_stops_everything() -> None
         if process.poll() is None:
             process.kill()
             process.wait()
-    assert [pid for pid in pids if pid_is_alive(pid)] == []
+    assert [pid for pid in pids if is_running(pid)] == []
     assert not port_is_open(port)
 
 
