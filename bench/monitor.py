@@ -17,6 +17,8 @@ from dataclasses import dataclass
 import redis
 
 SENTINEL = "bench-monitor-end"
+# Sent once per new pooled connection, not per request: left out of the per-request counts.
+CONNECTION_SETUP = frozenset({"hello", "client", "select", "auth"})
 LINE = re.compile(r'^\+?\d+\.\d+ \[\d+ (?P<source>[^\]]+)\] "(?P<command>[^"]+)"')
 
 
@@ -68,6 +70,8 @@ def traffic(port: int, client: redis.Redis, requests: int, send: Callable[[], ob
         if match is None:
             continue
         command = match.group("command").lower()
+        if command in CONNECTION_SETUP:
+            continue
         (scripted if match.group("source") == "lua" else sent)[command] += 1
     return Traffic(
         requests,

@@ -93,7 +93,8 @@ def test_known_peers_cost_the_redis_commands_their_code_sends(quick_run: dict[st
             if name not in CONNECTION_SETUP  # once per pooled connection, not per request
         }
         assert counted == wanted, measurement
-        # MONITOR sees the same commands arriving one round trip each, none inside scripts.
+        # MONITOR sees the same commands arriving one round trip each, none inside scripts
+        # (it leaves out connection set-up itself).
         assert measurement["round_trips"] == wanted, measurement
         assert measurement["in_scripts"] == {}, measurement
 
