@@ -30,7 +30,7 @@ from deploy.processes import (
     wait_gone,
 )
 from deploy.redis_server import RedisServer
-from deploy.servers import ASGI_APP, DEFAULT_SERVER, SERVERS, server_command
+from deploy.servers import ASGI_APP, DEFAULT_SERVER, SERVERS, check_installed, server_command
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -172,8 +172,7 @@ class Cluster:
     ) -> None:
         if workers < 1:
             raise ValueError("workers must be at least 1")
-        if server not in SERVERS:
-            raise ValueError(f"unknown server {server!r}; choose one of {', '.join(SERVERS)}")
+        check_installed(server)
         # Fail before starting anything when a system program is missing.
         find_binary("nginx", "/usr/sbin/nginx")
         if redis_url is None:
@@ -346,7 +345,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, on_sigterm)
     try:
         cluster = Cluster(args.workers, args.port, args.redis_url, args.server)
-    except MissingBinary as error:
+    except (MissingBinary, RuntimeError) as error:
         print(f"deploy.cluster: {error}", file=sys.stderr)
         return 2
     try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 
 #: The app every server runs: the demo app behind ProxyFixMiddleware (deploy/asgi.py).
@@ -12,6 +13,30 @@ ASGI_APP = "deploy.asgi:app"
 DEFAULT_SERVER = "granian"
 
 SERVERS = ("hypercorn", "hypercorn-uvloop", "uvicorn", "granian")
+
+# The Python modules each server needs, and the pip requirement that provides them.
+_NEEDS = {
+    "hypercorn": ({"hypercorn"}, "hypercorn"),
+    "hypercorn-uvloop": ({"hypercorn", "uvloop"}, "hypercorn[uvloop]"),
+    "uvicorn": ({"uvicorn", "uvloop", "httptools"}, "uvicorn[standard]"),
+    "granian": ({"granian", "uvloop"}, "granian[uvloop]"),
+}
+
+
+def check_installed(server: str) -> None:
+    """Raise RuntimeError naming the pip requirement when server's modules are missing.
+
+    Example: ``check_installed("granian")`` returns None once ``granian[uvloop]`` is installed.
+    """
+    if server not in _NEEDS:
+        raise ValueError(f"unknown ASGI server {server!r}; choose one of {', '.join(SERVERS)}")
+    modules, requirement = _NEEDS[server]
+    missing = sorted(m for m in modules if importlib.util.find_spec(m) is None)
+    if missing:
+        raise RuntimeError(
+            f"{server} needs {', '.join(missing)}: run scripts/setup, or "
+            f"{sys.executable} -m pip install '{requirement}'"
+        )
 
 
 def server_command(

@@ -28,7 +28,7 @@ from pathlib import Path
 from deploy.cluster import ROOT, Worker, fetch
 from deploy.processes import free_port
 from deploy.redis_server import RedisServer
-from deploy.servers import ASGI_APP, SERVERS, server_command
+from deploy.servers import ASGI_APP, SERVERS, check_installed, server_command
 
 _RPS = re.compile(r"Requests/sec:\s+([\d.]+)")
 _LATENCY = re.compile(r"Latency\s+([\d.]+)(us|ms|s)\b")
@@ -109,7 +109,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--app", default=ASGI_APP)
     args = parser.parse_args(argv)
     if shutil.which("wrk") is None:
-        print("wrk is not installed: sudo apt-get install wrk", file=sys.stderr)
+        print(
+            "wrk is not installed: sudo apt-get install wrk (scripts/setup --bench)",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        for server in args.servers:
+            check_installed(server)
+    except RuntimeError as error:
+        print(error, file=sys.stderr)
         return 2
 
     with tempfile.TemporaryDirectory(prefix="bench-servers-") as tmp:
