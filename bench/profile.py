@@ -64,6 +64,7 @@ def start_recording(
             "--rate",
             "200",
             "--nonblocking",
+            "--subprocesses",  # granian serves from a child of the process we started
             "--format",
             "raw",
             "--output",
@@ -94,7 +95,12 @@ def summarise(raw: Path, top: int = 15) -> Profile:
         if not stack or not count_text.isdigit():
             continue
         count = int(count_text)
-        frames = [LINE_NUMBER.sub(")", frame) for frame in stack.split(";")]
+        # --subprocesses puts a "process PID:..." frame at the root of every stack.
+        frames = [
+            LINE_NUMBER.sub(")", frame)
+            for frame in stack.split(";")
+            if not frame.startswith("process ")
+        ] or ["(native code: no Python frame)"]
         samples += count
         own[frames[-1]] += count
         match = FILE.search(frames[-1])

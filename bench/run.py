@@ -51,7 +51,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--stacks", default=",".join(STACKS), help=f"comma-separated, from: {', '.join(STACKS)}"
     )
     parser.add_argument("--pages", default=",".join(PAGES))
-    parser.add_argument("--server", choices=("hypercorn", "uvicorn"), default="hypercorn")
+    parser.add_argument(
+        "--server", choices=("hypercorn", "uvicorn", "granian"), default="hypercorn"
+    )
     parser.add_argument("--server-cpu", default="0")
     parser.add_argument("--client-cpu", default="1")
     parser.add_argument("--no-pin", action="store_true", help="do not pin with taskset")

@@ -88,7 +88,7 @@ SITE = Stack(
 class PythonServer:
     """The ASGI server every Python stack runs on in one benchmark run."""
 
-    name: str  # "hypercorn" or "uvicorn"
+    name: str  # "hypercorn", "uvicorn" or "granian"
 
     @property
     def uvloop(self) -> bool:
@@ -98,54 +98,35 @@ class PythonServer:
     def httptools(self) -> bool:
         return importlib.util.find_spec("httptools") is not None
 
+    def _loop(self) -> str:
+        return "uvloop" if self.uvloop else "asyncio"
+
     def describe(self) -> str:
         if self.name == "hypercorn":
-            return f"hypercorn, 1 worker in-process (-w 0), -k {self._worker_class()}"
+            return f"hypercorn, 1 worker in-process (-w 0), -k {self._loop()}"
+        if self.name == "granian":
+            return f"granian (ASGI), 1 worker (a child of its supervisor), --loop {self._loop()}"
         return (
-            f"uvicorn, 1 worker, --loop {'uvloop' if self.uvloop else 'asyncio'}"
-            f" --http {'httptools' if self.httptools else 'h11'}"
+            f"uvicorn, 1 worker, --loop {self._loop()}"
+            f" --http {'httptools' if self.httptools else 'h11'}, --no-proxy-headers"
         )
-
-    def _worker_class(self) -> str:
-        return "uvloop" if self.uvloop else "asyncio"
 
     def command(self, app: str, port: int) -> list[str]:
         if self.name == "hypercorn":
-            return [
-                sys.executable,
-                "-m",
-                "hypercorn",
-                "-w",
-                "0",
-                "-k",
-                self._worker_class(),
-                "-b",
-                f"127.0.0.1:{port}",
-                "--log-level",
-                "warning",
-                app,
-            ]
+            return [sys.executable, "-m", "hypercorn", "-w", "0", "-k", self._loop(),
+                    "-b", f"127.0.0.1:{port}", "--log-level", "warning", app]  # fmt: skip
+        if importlib.util.find_spec(self.name) is None:
+            raise RuntimeError(f"{self.name} is not installed: {SETUP_HINT}")
         if self.name == "uvicorn":
-            if importlib.util.find_spec("uvicorn") is None:
-                raise RuntimeError(f"uvicorn is not installed: {SETUP_HINT}")
-            return [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "--loop",
-                "uvloop" if self.uvloop else "asyncio",
-                "--http",
-                "httptools" if self.httptools else "h11",
-                "--no-access-log",
-                "--log-level",
-                "warning",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                app,
-            ]
-        raise ValueError(f"unknown server {self.name!r}: hypercorn or uvicorn")
+            return [sys.executable, "-m", "uvicorn", "--loop", self._loop(), "--http",
+                    "httptools" if self.httptools else "h11", "--no-proxy-headers",
+                    "--no-access-log", "--log-level", "warning", "--host", "127.0.0.1",
+                    "--port", str(port), app]  # fmt: skip
+        if self.name == "granian":
+            return [sys.executable, "-m", "granian", "--interface", "asgi", "--host",
+                    "127.0.0.1", "--port", str(port), "--workers", "1", "--loop", self._loop(),
+                    "--no-access-log", "--log-level", "warning", app]  # fmt: skip
+        raise ValueError(f"unknown server {self.name!r}: hypercorn, uvicorn or granian")
 
 
 def check_node() -> str:
