@@ -339,10 +339,12 @@ def main(argv: list[str] | None = None) -> int:
     """Start the cluster, print its URL, and stop everything on Ctrl-C or SIGTERM."""
     args = _parse_args(argv)
 
-    def on_sigterm(signum: int, frame: FrameType | None) -> None:
+    def on_signal(signum: int, frame: FrameType | None) -> None:
         raise KeyboardInterrupt
 
-    signal.signal(signal.SIGTERM, on_sigterm)
+    # Explicit for SIGINT too: a shell starts background jobs with SIGINT ignored.
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
     try:
         cluster = Cluster(args.workers, args.port, args.redis_url, args.server)
     except (MissingBinary, RuntimeError) as error:

@@ -45,7 +45,10 @@ def read_until(process: subprocess.Popen[str], marker: str, timeout: float) -> l
     raise AssertionError(f"no {marker!r} within {timeout}s; output so far: {seen}")
 
 
-def test_one_command_serves_three_workers_and_sigterm_stops_everything() -> None:
+@pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_one_command_serves_three_workers_and_a_signal_stops_everything(
+    stop_signal: signal.Signals,
+) -> None:
     port = free_port()
     command = [sys.executable, "-m", "deploy.cluster", "--workers", "3", "--port", str(port)]
     process = subprocess.Popen(
@@ -63,12 +66,16 @@ def test_one_command_serves_three_workers_and_sigterm_stops_everything() -> None
         assert browser.get("/").visits == 7
         assert len(workers) == 3
 
-        process.send_signal(signal.SIGTERM)
+        process.send_signal(stop_signal)
         assert process.wait(timeout=60) == 0
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+        if process.poll() is None:  # the test failed midway: still stop what the command started
+            process.terminate()
+            try:
+                process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
     assert [pid for pid in pids if is_running(pid)] == []
     assert not port_is_open(port)
 
