@@ -20,8 +20,10 @@ COPY deploy ./deploy
 COPY templates ./templates
 COPY static ./static
 
-# Never run the web server as root.
-RUN useradd --system --no-create-home --uid 10001 web
+# Never run the web server as root. The app creates its instance folder at start-up (empty
+# with Redis and SECRET_KEY set), so that one folder is the user's.
+RUN useradd --system --no-create-home --uid 10001 web \
+    && mkdir -p /srv/instance && chown web /srv/instance
 USER web
 
 EXPOSE 8000
