@@ -31,8 +31,9 @@ class Passwords:
     def __init__(self, hasher: PasswordHasher | None = None, *, workers: int | None = None) -> None:
         self.hasher = hasher or PasswordHasher()
         # A pool of its own: a burst of logins must not starve the default executor, which
-        # the session stores may use for their file I/O.
-        self._workers = workers or max(2, os.cpu_count() or 2)
+        # the session stores may use for their file I/O. Each argon2 call already runs its
+        # lanes on several threads (parallelism=4), so half the cores keeps the event loop fed.
+        self._workers = workers or max(1, (os.cpu_count() or 2) // 2)
         self._executor: ThreadPoolExecutor | None = None
         self._dummy_hash: str | None = None
 
