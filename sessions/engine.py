@@ -172,9 +172,11 @@ class SessionEngine(SessionInterface):
 
     def _reset(self, session: Session) -> None:
         """Turn `session` into a brand-new empty session with a fresh id and cookie."""
-        fresh = self._generate(session.request, session._cookie_id, session.secure_request)
+        options = self._cookie_options(session.request)
         dict.clear(session)
-        session.id, session.cookie, session._owner = fresh.id, fresh.cookie, None
+        session.id = self._new_id(session.request)
+        session.cookie = Cookie.from_options(options, secure_request=session.secure_request)
+        session._owner = None
         session._raw, session._saved, session._indexed_owner, session._base = None, None, None, "{}"
 
     async def _forget(self, session: Session) -> None:
