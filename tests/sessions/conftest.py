@@ -13,23 +13,29 @@ from quart import Quart, jsonify, request, session
 from quart.typing import TestClientProtocol
 
 from sessions import FileStore, MemoryStore, RedisStore, Sessions, Store
+from tests.conftest import SHARED_REDIS_URL
 
 SECRET = "keyboard cat"
-STORE_KINDS = ["memory", "file", "redis"]
+STORE_KINDS = ["memory", "file", "redis", "redis-multiplexed"]
 
 
 @pytest.fixture(params=STORE_KINDS)
 async def store(
     request: pytest.FixtureRequest, tmp_path: Path, key_prefix: str, redis_client: aioredis.Redis
 ) -> AsyncIterator[Store]:
-    """Each store kind in turn: Memory, File (in tmp_path) and Redis (own prefix on the shared Redis)."""
+    """Each store kind in turn: Memory, File (in tmp_path), Redis (own prefix on the shared Redis)
+    through a redis-py client, and through `from_url`'s multiplexed connection."""
     kind = request.param
     if kind == "memory":
         yield MemoryStore()
     elif kind == "file":
         yield FileStore(tmp_path / "sessions")
-    else:
+    elif kind == "redis":
         yield RedisStore(redis_client, prefix=key_prefix)
+    else:
+        store = RedisStore.from_url(SHARED_REDIS_URL, prefix=key_prefix)
+        yield store
+        await store.close()
 
 
 def make_app(store: Store, **options: Any) -> Quart:

@@ -500,7 +500,7 @@ async def test_record_without_cookie_or_corrupt_json_is_a_fresh_session_with_a_w
     assert warnings_from_sessions(caplog)
 
 
-@pytest.fixture(params=["file", "redis"])
+@pytest.fixture(params=["file", "redis", "redis-multiplexed"])
 async def unreadable(
     request: pytest.FixtureRequest, tmp_path: Path, key_prefix: str
 ) -> AsyncIterator[tuple[Store, str]]:
@@ -510,6 +510,10 @@ async def unreadable(
         store = FileStore(tmp_path / "sessions")
         (store.path / f"{sid}.json").mkdir()
         yield store, sid
+    elif request.param == "redis-multiplexed":
+        nobody = RedisStore.from_url(f"redis://127.0.0.1:{free_port()}/0", prefix=key_prefix)
+        yield nobody, sid
+        await nobody.close()
     else:
         client = aioredis.Redis(host="127.0.0.1", port=free_port(), socket_connect_timeout=1)
         yield RedisStore(client, prefix=key_prefix), sid
@@ -535,7 +539,7 @@ async def test_store_read_error_gives_503_not_500(
     assert warnings_from_sessions(caplog)
 
 
-@pytest.fixture(params=["file", "redis"])
+@pytest.fixture(params=["file", "redis", "redis-multiplexed"])
 async def unwritable(
     request: pytest.FixtureRequest, tmp_path: Path, key_prefix: str
 ) -> AsyncIterator[Store]:
@@ -545,6 +549,10 @@ async def unwritable(
         for folder in (store.path / ".owners", store.path / ".locks", store.path):
             folder.rmdir()
         yield store
+    elif request.param == "redis-multiplexed":
+        nobody = RedisStore.from_url(f"redis://127.0.0.1:{free_port()}/0", prefix=key_prefix)
+        yield nobody
+        await nobody.close()
     else:
         client = aioredis.Redis(host="127.0.0.1", port=free_port(), socket_connect_timeout=1)
         yield RedisStore(client, prefix=key_prefix)
