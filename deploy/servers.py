@@ -14,6 +14,11 @@ DEFAULT_SERVER = "granian"
 
 SERVERS = ("hypercorn", "hypercorn-uvloop", "uvicorn", "granian")
 
+#: The largest request head (request line and headers) granian reads before answering 431: what
+#: nginx in front accepts (large_client_header_buffers 4 8k). granian's own default, 408 KiB,
+#: let a 100 KiB header through to the app. hypercorn's h11 stops at 16 KiB (431) by itself.
+MAX_REQUEST_HEAD = 32 * 1024
+
 # The Python modules each server needs, and the pip requirement that provides them.
 _NEEDS = {
     "hypercorn": ({"hypercorn"}, "hypercorn"),
@@ -66,5 +71,6 @@ def server_command(
     if server == "granian":
         return [python, "-m", "granian", "--interface", "asgi", "--host", host,
                 "--port", str(port), "--workers", "1", "--loop", "uvloop",
-                "--workers-kill-timeout", "5", app]  # fmt: skip
+                "--workers-kill-timeout", "5", "--http1-buffer-size", str(MAX_REQUEST_HEAD),
+                app]  # fmt: skip
     raise ValueError(f"unknown ASGI server {server!r}; choose one of {', '.join(SERVERS)}")
