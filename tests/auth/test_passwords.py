@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import threading
 
 from argon2 import PasswordHasher
 
 from auth import Passwords
+from auth.passwords import HASHING_NICENESS
 
 FAST = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
 
@@ -58,3 +60,17 @@ async def test_hashing_runs_in_its_own_threads() -> None:
     passwords = Passwords(Recording(time_cost=1, memory_cost=8, parallelism=1))
     await passwords.hash("secret words")
     assert seen and seen[0].startswith("argon2") and seen[0] != threading.main_thread().name
+
+
+async def test_hashing_threads_run_at_a_lower_cpu_priority_than_the_event_loop() -> None:
+    """Logins must not starve the loop of CPU: argon2 runs at HASHING_NICENESS, the loop at 0."""
+    passwords = Passwords(FAST)
+
+    def own_niceness() -> int:
+        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    loop_niceness = own_niceness()
+    hashing_niceness = await passwords._run(lambda *_: own_niceness())
+    assert hashing_niceness == min(19, loop_niceness + HASHING_NICENESS)
+    assert own_niceness() == loop_niceness
+    passwords.close()
