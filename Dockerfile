@@ -30,5 +30,7 @@ EXPOSE 8000
 # granian (the fastest of the servers we measured, bench/servers/) with several worker processes;
 # ProxyFixMiddleware (deploy/asgi.py) trusts nginx as exactly one hop. exec: granian gets
 # SIGTERM from `docker stop` itself and stops gracefully (in-flight requests finish).
+# --http1-buffer-size: a request head over 32 KiB is a 431 (deploy/servers.py MAX_REQUEST_HEAD).
 CMD exec granian --interface asgi --host 0.0.0.0 --port 8000 --loop uvloop \
-    --workers "${WEB_CONCURRENCY:-2}" --workers-kill-timeout 10 deploy.asgi:app
+    --workers "${WEB_CONCURRENCY:-2}" --workers-kill-timeout 10 --http1-buffer-size 32768 \
+    deploy.asgi:app
