@@ -53,6 +53,7 @@ _UNAVAILABLE = (
     redis_errors.ConnectionError,  # BusyLoadingError (LOADING after a restart) included
     redis_errors.ReadOnlyError,  # a demoted master, until the client follows the failover
     redis_errors.MasterDownError,
+    redis_errors.OutOfMemoryError,  # maxmemory reached with noeviction
     redis_errors.TimeoutError,
     redis_errors.ClusterDownError,
     redis_errors.TryAgainError,
@@ -63,6 +64,10 @@ _UNAVAILABLE = (
 # RedisClusterException (the ConnectionError is its __cause__): the cluster is unreachable.
 # Other RedisClusterExceptions (bad arguments, cross-slot keys) are bugs and propagate.
 _CLUSTER_UNREACHABLE = ("Redis Cluster cannot be connected", "All slots are not covered")
+
+# Error replies of a Redis that is up but refuses writes for now: too few replicas in sync
+# (min-replicas-to-write), a failing disk (MISCONF), a script running too long (BUSY).
+_REFUSING = ("NOREPLICAS", "MISCONF", "BUSY ")
 
 
 class Serializer(Protocol):
@@ -147,6 +152,10 @@ class RedisStore(Store):
             return await command()
         except _UNAVAILABLE as error:
             raise StoreUnavailable(f"Redis: {error}") from error
+        except redis_errors.ResponseError as error:
+            if str(error).startswith(_REFUSING):
+                raise StoreUnavailable(f"Redis: {error}") from error
+            raise
         except redis_errors.RedisClusterException as error:
             if isinstance(error, redis_errors.SlotNotCoveredError) or str(error).startswith(
                 _CLUSTER_UNREACHABLE

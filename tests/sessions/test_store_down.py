@@ -7,7 +7,7 @@ import logging
 import pytest
 
 from sessions import RedisStore, SessionUnavailable
-from tests.conftest import RedisServer
+from tests.conftest import RedisServer, free_port
 from tests.sessions.conftest import Browser, make_app
 
 
@@ -102,3 +102,22 @@ async def test_a_slow_redis_times_out_with_503_instead_of_hanging(
     assert response.status_code == 503
     assert elapsed < 1.4  # it gave up on the store timeout, not when Redis woke up
     await store.close()
+
+
+@pytest.mark.parametrize("multiplex", [True, False])
+async def test_a_master_refusing_writes_for_lack_of_replicas_is_a_503(
+    tmp_path_factory: pytest.TempPathFactory, multiplex: bool
+) -> None:
+    """`min-replicas-to-write` (the Sentinel advice in the README) answers NOREPLICAS: a 503."""
+    server = RedisServer(
+        free_port(), tmp_path_factory.mktemp("noreplicas"), extra=("--min-replicas-to-write", "1")
+    )
+    server.start()
+    store = RedisStore.from_url(server.url, timeout=1.0, multiplex=multiplex)
+    try:
+        response = await make_app(store).test_client(use_cookies=False).get("/count")
+        assert response.status_code == 503
+        assert response.headers["Retry-After"] == "5"
+    finally:
+        await store.close()
+        server.stop()
