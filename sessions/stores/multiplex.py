@@ -200,11 +200,15 @@ class MultiplexedConnection:
             _, link = await asyncio.wait_for(opening, self.timeout)
         except (TimeoutError, OSError) as error:
             raise redis_errors.ConnectionError(f"cannot connect to Redis: {error}") from error
-        if self.password is not None:
-            credentials = (self.username, self.password) if self.username else (self.password,)
-            await link.send(encode_command(("AUTH", *credentials)))
-        if self.db:
-            await link.send(encode_command(("SELECT", self.db)))
+        try:
+            if self.password is not None:
+                credentials = (self.username, self.password) if self.username else (self.password,)
+                await link.send(encode_command(("AUTH", *credentials)))
+            if self.db:
+                await link.send(encode_command(("SELECT", self.db)))
+        except BaseException as error:
+            link._fail(redis_errors.ConnectionError(f"Redis connection setup failed: {error}"))
+            raise
         return link
 
     async def close(self) -> None:

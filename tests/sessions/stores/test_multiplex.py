@@ -160,9 +160,23 @@ def test_a_password_in_the_url_is_sent(tmp_path_factory: pytest.TempPathFactory)
             finally:
                 await store.close()
 
-        assert asyncio.run(round_trip(f"redis://:s3cr%3At@127.0.0.1:{server.port}/0"))
+        good = f"redis://:s3cr%3At@127.0.0.1:{server.port}/0"
+        assert asyncio.run(round_trip(good))
         with pytest.raises(StoreUnavailable):
             asyncio.run(round_trip(f"redis://127.0.0.1:{server.port}/0"))
+
+        async def refused_again_and_again() -> int:
+            store = RedisStore.from_url(f"redis://:wrong@127.0.0.1:{server.port}/0")
+            try:
+                for _ in range(20):
+                    with pytest.raises(StoreUnavailable):
+                        await store.read("x")
+                await asyncio.sleep(0.1)  # let Redis see the closed sockets
+                return await clients_connected(good)
+            finally:
+                await store.close()
+
+        assert asyncio.run(refused_again_and_again()) == 0, "refused connections are closed"
     finally:
         server.stop()
 
