@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import socket
 import time
 
+from deploy.processes import free_port, port_is_open
+
+__all__ = ["HOST", "free_port", "wait_for_port"]
+
 HOST = "127.0.0.1"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
 
 
 def wait_for_port(port: int, timeout: float = 15.0, alive: object = None) -> None:
@@ -20,9 +17,7 @@ def wait_for_port(port: int, timeout: float = 15.0, alive: object = None) -> Non
     while time.monotonic() < deadline:
         if callable(alive) and not alive():
             raise RuntimeError(f"the process meant to listen on {HOST}:{port} exited")
-        try:
-            with socket.create_connection((HOST, port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.05)
+        if port_is_open(port, HOST):
+            return
+        time.sleep(0.05)
     raise TimeoutError(f"nothing answered on {HOST}:{port} within {timeout}s")

@@ -9,6 +9,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from bench.net import wait_for_port
+from deploy.processes import terminate
 
 
 def pinned(command: Sequence[str], cpu: str | None) -> list[str]:
@@ -76,13 +77,7 @@ class Child:
         return "\n--- " + str(self.log) + " ---\n" + "\n".join(text)
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        terminate(self.process)
         self.process = None
 
     def __enter__(self) -> Child:

@@ -20,6 +20,8 @@ from typing import Any
 
 import redis
 
+from deploy.processes import free_port
+
 __all__ = [
     "SETUP_HINT",
     "MissingRedisBinary",
@@ -47,13 +49,6 @@ def require_binary(name: str) -> str:
     if path is None:
         raise MissingRedisBinary(f"{name} is not installed: {SETUP_HINT}")
     return path
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:

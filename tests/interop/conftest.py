@@ -10,7 +10,6 @@ import hmac
 import json
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -28,6 +27,7 @@ import pytest
 import redis.asyncio as aioredis
 from quart import Quart, abort, request, session
 
+from deploy.processes import free_port, terminate
 from sessions import RedisStore, Sessions
 
 NODE_DIR = Path(__file__).parent / "node"
@@ -132,13 +132,7 @@ class NodeSide:
         return self.log_path.read_text(errors="replace")
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        terminate(self.process)
 
 
 @dataclass
@@ -194,12 +188,6 @@ def _wait_for_listening(node: NodeSide, timeout: float = 20.0) -> None:
     pytest.fail(f"node server.js did not print 'listening' within {timeout}s:\n{node.log()}")
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 StartNode = Callable[..., NodeSide]
 StartQuart = Callable[..., Awaitable[QuartSide]]
 
@@ -219,7 +207,7 @@ def start_node(key_prefix: str) -> Iterator[StartNode]:
     def start(
         secrets: list[str], max_age_ms: int | None = None, name: str = "connect.sid"
     ) -> NodeSide:
-        port = _free_port()
+        port = free_port()
         env = {
             **os.environ,
             "PORT": str(port),

@@ -6,8 +6,9 @@ import logging
 
 import pytest
 
+from deploy.processes import free_port
 from sessions import RedisStore, SessionUnavailable
-from tests.conftest import RedisServer, free_port
+from tests.conftest import RedisServer
 from tests.sessions.conftest import Browser, make_app
 
 

@@ -9,10 +9,11 @@ import pytest
 import redis.asyncio as aioredis
 from redis import exceptions as redis_errors
 
+from deploy.processes import free_port
 from sessions import RedisStore
 from sessions.errors import StoreUnavailable
 from sessions.stores.multiplex import MultiplexedConnection
-from tests.conftest import SHARED_REDIS_URL, RedisServer, free_port
+from tests.conftest import SHARED_REDIS_URL, RedisServer
 
 
 async def clients_connected(url: str) -> int:
