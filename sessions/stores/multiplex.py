@@ -172,7 +172,9 @@ class MultiplexedConnection:
             try:
                 return await link.send(command)
             except redis_errors.ConnectionError:
-                pass  # e.g. Redis restarted and closed it: one fresh connection is worth a try
+                if not link.closed:
+                    raise  # an error reply of that class (LOADING, NOAUTH): the connection is fine
+                # Lost, e.g. Redis restarted and closed it: one fresh connection is worth a try.
         link = await self._connect()
         return await link.send(command)
 

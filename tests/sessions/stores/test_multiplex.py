@@ -166,8 +166,8 @@ def test_a_password_in_the_url_is_sent(tmp_path_factory: pytest.TempPathFactory)
         with pytest.raises(StoreUnavailable):
             asyncio.run(round_trip(f"redis://127.0.0.1:{server.port}/0"))
 
-        async def refused_again_and_again() -> int:
-            store = RedisStore.from_url(f"redis://:wrong@127.0.0.1:{server.port}/0")
+        async def refused_again_and_again(url: str) -> int:
+            store = RedisStore.from_url(url)
             try:
                 for _ in range(20):
                     with pytest.raises(StoreUnavailable):
@@ -177,7 +177,10 @@ def test_a_password_in_the_url_is_sent(tmp_path_factory: pytest.TempPathFactory)
             finally:
                 await store.close()
 
-        assert asyncio.run(refused_again_and_again()) == 0, "refused connections are closed"
+        wrong = f"redis://:wrong@127.0.0.1:{server.port}/0"
+        assert asyncio.run(refused_again_and_again(wrong)) == 0, "refused connections are closed"
+        missing = f"redis://127.0.0.1:{server.port}/0"
+        assert asyncio.run(refused_again_and_again(missing)) <= 1, "one connection, reused"
     finally:
         server.stop()
 
