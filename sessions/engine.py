@@ -186,9 +186,15 @@ class SessionEngine(SessionInterface):
             if session._indexed_owner is not None:
                 await self.store.index_remove(session._indexed_owner, session.id)
 
-    async def regenerate(self, session: Session) -> None:
+    async def regenerate(self, session: Session, keep_data: bool = False) -> None:
         await self._forget(session)
+        if not keep_data:
+            self._reset(session)
+            return
+        data, owner = dict(session), session.owner
         self._reset(session)
+        dict.update(session, data)
+        session._owner = owner
 
     async def destroy(self, session: Session) -> None:
         await self._forget(session)

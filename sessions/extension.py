@@ -73,6 +73,8 @@ class Sessions:
         self._options = options
         self.store: Store | None = None
         self.engine: SessionEngine | None = None
+        #: The resolved secrets, as bytes: the first signs, every one verifies (for other extensions).
+        self.secrets: tuple[bytes, ...] = ()
         if app is not None:
             self.init_app(app)
 
@@ -134,6 +136,7 @@ class Sessions:
         if not callable(policy.genid):
             raise TypeError("genid must be a function of the request returning a str")
         self.store = store
+        self.secrets = policy.secrets
         self.engine = SessionEngine(policy, store)
         app.session_interface = self.engine  # type: ignore[assignment]
         app.extensions["sessions"] = self

@@ -20,7 +20,7 @@ __all__ = ["Session", "UnavailableSession"]
 class _Engine(Protocol):
     permanent_lifetime: timedelta
 
-    async def regenerate(self, session: Session) -> None: ...
+    async def regenerate(self, session: Session, keep_data: bool = False) -> None: ...
     async def destroy(self, session: Session) -> None: ...
     async def reload(self, session: Session) -> None: ...
     async def save(self, session: Session) -> None: ...
@@ -126,9 +126,9 @@ class Session(dict[str, Any], SessionMixin):
     def _is_saved(self, data_json: str) -> bool:
         return self._saved == (self.id, data_json, self._owner)
 
-    async def regenerate(self) -> None:
-        """Replace the session with a new, empty one under a new id; the old record is destroyed."""
-        await self._engine.regenerate(self)
+    async def regenerate(self, *, keep_data: bool = False) -> None:
+        """A new id, the old record destroyed; the data is cleared unless `keep_data` (Django's cycle_key)."""
+        await self._engine.regenerate(self, keep_data)
 
     async def destroy(self) -> None:
         """Delete the record now and clear the browser's cookie at the end of the request."""
@@ -168,7 +168,7 @@ class UnavailableSession(Session):
     __getitem__ = __setitem__ = __delitem__ = __contains__ = __iter__ = __len__ = _fail  # type: ignore[assignment,unused-ignore]
     get = pop = popitem = setdefault = update = clear = keys = items = values = _fail  # type: ignore[assignment,unused-ignore]
 
-    async def regenerate(self) -> None:
+    async def regenerate(self, *, keep_data: bool = False) -> None:
         self._fail()
 
     async def destroy(self) -> None:

@@ -813,6 +813,30 @@ async def test_regenerate_drops_the_old_data(store: Store) -> None:
     assert read == {"data": {"fresh": True}, "id": body["new"]}
 
 
+async def test_regenerate_keep_data_moves_the_data_and_owner_to_a_new_id(store: Store) -> None:
+    """regenerate(keep_data=True): a new id, the same data and owner, the old record and index entry gone."""
+    app = make_app(store)
+
+    @app.post("/sign-in")
+    async def sign_in() -> Any:
+        old = session.id
+        await session.regenerate(keep_data=True)
+        return jsonify(old=old, new=session.id, data=dict(session))
+
+    client = browser(app)
+    await client.post("/owner", json={"owner": "user:7"})
+    await client.get("/count")
+    await client.get("/count")
+    response = await client.post("/sign-in")
+    body = await response.get_json()
+    assert body["new"] != body["old"]
+    assert body["data"] == {"views": 2}
+    assert sid_of(cookie_value(response) or "") == body["new"]
+    assert await store.get(body["old"]) is None
+    assert [info.id for info in await store.owned("user:7")] == [body["new"]]
+    assert (await (await client.get("/count")).get_json())["views"] == 3
+
+
 async def test_regenerate_on_a_new_request_stores_a_new_session(store: Store) -> None:
     """Regenerating a cookieless request's session still stores it and sends its cookie."""
     app = make_app(store)
