@@ -105,13 +105,15 @@ class RedisServer:
         if self.process is not None and self.process.poll() is None:
             raise RuntimeError(f"redis-server {self.process.pid} is already running")
         self.directory.mkdir(parents=True, exist_ok=True)
-        process = subprocess.Popen(
-            self.command(),
-            cwd=self.directory,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        # What it prints before its log file opens (a bad option, say) goes to that file too.
+        with self.log.open("ab") as log:
+            process = subprocess.Popen(
+                self.command(),
+                cwd=self.directory,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
         self.process = process
         _running[process.pid] = process
         try:
