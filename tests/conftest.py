@@ -1,8 +1,10 @@
-"""Shared fixtures: the suite's own redis-server (own key prefix per test) and private ones.
+"""Shared fixtures: the suite's own Redis and PostgreSQL, and private ones a test may break.
 
-The suite needs no service already running: the first test that asks for Redis starts one
-redis-server for the whole run on a free port, and it is stopped by PID at the end.
-`TEST_REDIS_URL` names another Redis instead (a developer's own; each test uses its own key prefix).
+The suite needs no service already running. The first test that asks for Redis starts one
+redis-server for the whole run (each test keeps to its own key prefix); the first that asks for
+PostgreSQL starts one private cluster (each test gets a database of its own). Both listen on
+free loopback ports, live in temporary directories and are stopped by PID at the end.
+`TEST_REDIS_URL` / `TEST_POSTGRES_URL` name other servers instead (a developer's own).
 """
 
 from __future__ import annotations
@@ -16,7 +18,11 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 
+from deploy.postgres_server import PostgresServer, create_database, drop_database
 from deploy.redis_server import RedisServer
+
+# pg_stat_statements lets a test count the statements its requests send.
+POSTGRES_SETTINGS = {"shared_preload_libraries": "pg_stat_statements"}
 
 
 @pytest.hookimpl(wrapper=True)
@@ -76,3 +82,35 @@ async def redis_client(redis_url: str, key_prefix: str) -> AsyncIterator[aioredi
     if keys:
         await client.delete(*keys)
     await client.aclose()
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """The URL of the PostgreSQL server every test shares for this run (the `postgres` database)."""
+    override = os.environ.get("TEST_POSTGRES_URL")
+    if override:
+        yield override
+        return
+    with PostgresServer(settings=POSTGRES_SETTINGS) as server:
+        yield server.url
+
+
+@pytest.fixture
+def postgres_database(postgres_url: str) -> Iterator[str]:
+    """The URL of a new database of this test's own on the suite's PostgreSQL, dropped after."""
+    name = f"test_{secrets.token_hex(6)}"
+    url = create_database(postgres_url, name)
+    try:
+        yield url
+    finally:
+        drop_database(postgres_url, name)
+
+
+@pytest.fixture
+def private_postgres(request: pytest.FixtureRequest) -> Iterator[PostgresServer]:
+    """A PostgreSQL cluster of this test's own, to stop, kill or break; every statement is logged
+    to its `log_path`. More settings: ``@pytest.mark.parametrize("private_postgres",
+    [{"max_connections": "5"}], indirect=True)``."""
+    settings = {**POSTGRES_SETTINGS, "log_statement": "all", **getattr(request, "param", {})}
+    with PostgresServer(settings=settings) as server:
+        yield server
