@@ -14,7 +14,6 @@ from quart import Quart, jsonify, request, session
 from quart.typing import TestClientProtocol
 
 from sessions import FileStore, MemoryStore, RedisStore, Sessions, Store
-from tests.conftest import SHARED_REDIS_URL
 
 SECRET = "keyboard cat"
 STORE_KINDS = ["memory", "file", "redis", "redis-multiplexed"]
@@ -22,9 +21,13 @@ STORE_KINDS = ["memory", "file", "redis", "redis-multiplexed"]
 
 @pytest.fixture(params=STORE_KINDS)
 async def store(
-    request: pytest.FixtureRequest, tmp_path: Path, key_prefix: str, redis_client: aioredis.Redis
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    key_prefix: str,
+    redis_url: str,
+    redis_client: aioredis.Redis,
 ) -> AsyncIterator[Store]:
-    """Each store kind in turn: Memory, File (in tmp_path), Redis (own prefix on the shared Redis)
+    """Each store kind in turn: Memory, File (in tmp_path), Redis (own prefix on the suite's Redis)
     through a redis-py client, and through `from_url`'s multiplexed connection."""
     kind = request.param
     if kind == "memory":
@@ -34,7 +37,7 @@ async def store(
     elif kind == "redis":
         yield RedisStore(redis_client, prefix=key_prefix)
     else:
-        store = RedisStore.from_url(SHARED_REDIS_URL, prefix=key_prefix)
+        store = RedisStore.from_url(redis_url, prefix=key_prefix)
         yield store
         await store.close()
 
