@@ -11,7 +11,7 @@ import os
 import secrets
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +25,6 @@ from hypothesis import strategies as st
 from deploy.processes import free_port, terminate, wait_for_port
 from deploy.servers import MAX_REQUEST_HEAD
 from sessions.signing import encode_cookie_value
-from tests.conftest import SHARED_REDIS_URL
 from tests.raw_http import RawResponse, raw_request
 
 SECRET = "served secret"
@@ -91,14 +90,16 @@ def serving(server: str, store: str, workers: int, prefix: str) -> Iterator[Serv
             assert "Traceback" not in errors, errors[-3000:]
 
 
-def store_spec(kind: str, tmp_path: Path) -> str:
-    return f"file:{tmp_path / 'sessions'}" if kind == "file" else SHARED_REDIS_URL
+@pytest.fixture
+def store_spec(tmp_path: Path, redis_url: str) -> Callable[[str], str]:
+    """SESSIONS_STORE for a store kind: a folder of this test's, or the suite's Redis."""
+    return lambda kind: f"file:{tmp_path / 'sessions'}" if kind == "file" else redis_url
 
 
 @pytest.fixture
-async def cleanup_redis(key_prefix: str) -> AsyncIterator[str]:
+async def cleanup_redis(key_prefix: str, redis_url: str) -> AsyncIterator[str]:
     yield key_prefix
-    client = aioredis.Redis.from_url(SHARED_REDIS_URL)
+    client = aioredis.Redis.from_url(redis_url)
     keys = [key async for key in client.scan_iter(match=key_prefix + "*")]
     if keys:
         await client.delete(*keys)
@@ -115,9 +116,9 @@ def cookie_of(response: RawResponse) -> bytes:
 
 @pytest.mark.parametrize("kind", ["file", "redis"])
 async def test_parallel_edits_through_three_granian_workers_all_persist(
-    kind: str, tmp_path: Path, cleanup_redis: str
+    kind: str, store_spec: Callable[[str], str], cleanup_redis: str
 ) -> None:
-    with serving("granian", store_spec(kind, tmp_path), 3, cleanup_redis) as served:
+    with serving("granian", store_spec(kind), 3, cleanup_redis) as served:
         first = await served.get("/set?key=start")
         cookie = cookie_of(first)
         for parallel in (10, 50, 100):
@@ -147,9 +148,9 @@ async def test_parallel_edits_through_one_granian_worker_on_memory_all_persist()
 
 @pytest.mark.parametrize("kind", ["file", "redis"])
 async def test_a_logout_racing_fifty_writers_across_workers_is_final(
-    kind: str, tmp_path: Path, cleanup_redis: str
+    kind: str, store_spec: Callable[[str], str], cleanup_redis: str
 ) -> None:
-    with serving("granian", store_spec(kind, tmp_path), 3, cleanup_redis) as served:
+    with serving("granian", store_spec(kind), 3, cleanup_redis) as served:
         for _ in range(10):
             first = await served.get("/set?key=start")
             cookie, sid = cookie_of(first), first.json()["id"]
@@ -182,9 +183,9 @@ hostile_cookie_values = st.one_of(
 @pytest.mark.parametrize("server", ["granian", "hypercorn"])
 @pytest.mark.parametrize("kind", ["file", "redis"])
 async def test_every_single_byte_in_a_cookie_is_input_not_an_exception(
-    server: str, kind: str, tmp_path: Path, cleanup_redis: str
+    server: str, kind: str, store_spec: Callable[[str], str], cleanup_redis: str
 ) -> None:
-    with serving(server, store_spec(kind, tmp_path), 1, cleanup_redis) as served:
+    with serving(server, store_spec(kind), 1, cleanup_redis) as served:
         valid = encode_cookie_value("abc", SECRET.encode()).encode()
         for byte in range(256):
             b = bytes([byte])
