@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -83,7 +84,13 @@ class SessionEngine(SessionInterface):
         decision = decide(
             self.policy.rules, state.facts(status, data_json, can_renew=self._can_renew())
         )
-        await self._carry_out(app, state, decision, data_json, response)
+        finishing = self._carry_out(app, state, decision, data_json, response)
+        if response is None:
+            # A websocket's session is saved as its handler returns, often while the client
+            # closes the socket and the task is cancelled: let the write finish regardless.
+            await asyncio.shield(finishing)
+        else:
+            await finishing
 
     async def _carry_out(
         self,

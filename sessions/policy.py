@@ -65,7 +65,10 @@ class Policy:
         cookie_path = options.get("path") or "/"
         if cookie_path == "/":
             return True
-        path = request.root_path + request.path
+        # ASGI's scope path includes the mount point (root_path); Quart's request.path does not.
+        path, root = request.scope.get("path") or request.path, request.root_path
+        if root and not path.startswith(root):
+            path = root + path
         # A segment boundary, unlike express's plain prefix test that lets /app match /application.
         prefix = cookie_path if cookie_path.endswith("/") else cookie_path + "/"
         return path == cookie_path or path.startswith(prefix)
@@ -88,7 +91,8 @@ class Policy:
 
     def read_cookie(self, request: BaseRequestWebsocket) -> tuple[str, int] | None:
         """The verified session id the request carries and which secret verified it."""
-        header = request.headers.get("Cookie")
+        # HTTP/2 (and some clients) may send a Cookie header per cookie: they form one list.
+        header = "; ".join(request.headers.getlist("Cookie"))
         if not header:
             return None
         value = read_cookie(header, self.name)

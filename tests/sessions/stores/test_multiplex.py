@@ -44,7 +44,9 @@ async def test_all_requests_share_one_connection(private_redis: RedisServer) -> 
     store = RedisStore.from_url(private_redis.url, prefix="one:")
     try:
         await asyncio.gather(*(store.load(f"id{n}") for n in range(50)))
-        await asyncio.gather(*(store.write(f"id{n}", b'{"cookie":{}}', now_ms() + 60_000) for n in range(50)))
+        await asyncio.gather(
+            *(store.write(f"id{n}", b'{"cookie":{}}', now_ms() + 60_000) for n in range(50))
+        )
         assert await clients_connected(private_redis.url) == 1
     finally:
         await store.close()

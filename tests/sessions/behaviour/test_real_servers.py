@@ -28,7 +28,7 @@ from sessions.signing import encode_cookie_value
 from tests.raw_http import RawResponse, raw_request
 
 SECRET = "served secret"
-APP = "tests.sessions.served.app:app"
+APP = "tests.sessions.behaviour.served.app:app"
 
 
 @dataclass
@@ -69,7 +69,7 @@ def serving(server: str, store: str, workers: int, prefix: str) -> Iterator[Serv
         "SESSIONS_STORE": store,
         "SESSIONS_SECRET": SECRET,
         "SESSIONS_PREFIX": prefix,
-        "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
+        "PYTHONPATH": str(Path(__file__).resolve().parents[3]),
     }
     ports = [free_port() for _ in range(workers)]
     processes = [
