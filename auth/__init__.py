@@ -19,7 +19,7 @@ from .extension import (
     logout_user,
     signed_in_user,
 )
-from .passwords import Passwords
+from .passwords import Passwords, Verified
 from .throttle import Counters, FileCounters, MemoryCounters, RedisCounters, Throttle
 from .users import (
     AnonymousUser,
@@ -48,6 +48,7 @@ __all__ = [
     "RedisUserStore",
     "Throttle",
     "Throttled",
+    "Verified",
     "User",
     "UserStore",
     "UsernameTaken",

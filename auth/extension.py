@@ -46,6 +46,7 @@ DEFAULTS: dict[str, Any] = {
     "AUTH_REGISTER_WINDOW": timedelta(hours=1),
     "AUTH_PASSWORD_MIN_LENGTH": 8,
     "AUTH_PASSWORD_MAX_LENGTH": 1024,
+    "AUTH_PASSWORD_MIN_SCORE": 3,
     "AUTH_KEY_PREFIX": "auth:",
     "AUTH_HOME": "/",
     "AUTH_SECRET": None,
@@ -95,6 +96,7 @@ class Auth:
         register_window: timedelta | int | None = None,
         password_min_length: int | None = None,
         password_max_length: int | None = None,
+        password_min_score: int | None = None,
         key_prefix: str | None = None,
         home: str | None = None,
         secret: str | list[str] | None = None,
@@ -109,6 +111,7 @@ class Auth:
             "AUTH_REGISTER_WINDOW": register_window,
             "AUTH_PASSWORD_MIN_LENGTH": password_min_length,
             "AUTH_PASSWORD_MAX_LENGTH": password_max_length,
+            "AUTH_PASSWORD_MIN_SCORE": password_min_score,
             "AUTH_KEY_PREFIX": key_prefix,
             "AUTH_HOME": home,
             "AUTH_SECRET": secret,
@@ -134,6 +137,7 @@ class Auth:
         self.remember_duration = _seconds(option("AUTH_REMEMBER_DURATION"))
         self.password_min_length = int(option("AUTH_PASSWORD_MIN_LENGTH"))
         self.password_max_length = int(option("AUTH_PASSWORD_MAX_LENGTH"))
+        self.password_min_score = int(option("AUTH_PASSWORD_MIN_SCORE"))
         self.home = str(option("AUTH_HOME"))
         self.passwords = Passwords(self._hasher or option("AUTH_PASSWORD_HASHER"))
         prefix = str(option("AUTH_KEY_PREFIX"))

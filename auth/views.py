@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
@@ -32,6 +33,7 @@ from .extension import (
     session,
     signed_in_user,
 )
+from .passwords import normalize
 from .rules import USERNAME_RULE, password_errors, username_errors
 from .users import User, UsernameTaken
 
@@ -131,14 +133,9 @@ async def register() -> ResponseReturnValue:
     errors: dict[str, list[str]] = {}
     if problems := username_errors(username):
         errors["username"] = problems
-    if problems := password_errors(
-        password,
-        username,
-        min_length=ext.password_min_length,
-        max_length=ext.password_max_length,
-    ):
+    if problems := await _password_problems(password, username):
         errors["password"] = problems
-    if password != confirm:
+    if normalize(password) != normalize(confirm):
         errors["confirm"] = ["The two passwords differ."]
     if not errors and await ext.users.by_username(username) is not None:
         errors["username"] = ["That username is taken."]
@@ -158,6 +155,19 @@ async def register() -> ResponseReturnValue:
         return await _register_page({"username": username}, taken, 400)
     await flash("Your account is ready. Sign in to continue.", "success")
     return redirect(url_for("auth.login", username=username))
+
+
+async def _password_problems(password: str, username: str) -> list[str]:
+    """``password_errors`` with this app's limits, off the event loop (the estimate costs CPU)."""
+    ext = _auth()
+    return await asyncio.to_thread(
+        password_errors,
+        password,
+        username,
+        min_length=ext.password_min_length,
+        max_length=ext.password_max_length,
+        min_score=ext.password_min_score,
+    )
 
 
 async def _register_page(
@@ -208,17 +218,19 @@ async def login() -> ResponseReturnValue:
 
 
 async def _authenticate(username: str, password: str) -> User | None:
-    """The user if the password is right; upgrades the hash when the parameters changed."""
+    """The user if the password is right; hashes it anew when the parameters changed or it was
+    hashed before passwords were normalised (never over a password changed meanwhile)."""
     ext = _auth()
     if len(password) > ext.password_max_length:
         password = ""  # cannot match; still verified below so the time spent is the same
     user = await ext.users.by_username(username)
-    if not await ext.passwords.verify(user.password_hash if user else None, password):
+    verified = await ext.passwords.verify(user.password_hash if user else None, password)
+    if user is None or not verified:
         return None
-    assert user is not None
-    if ext.passwords.needs_rehash(user.password_hash):
+    if ext.passwords.needs_rehash(user.password_hash, verified):
         new_hash = await ext.passwords.hash(password)
-        user = await ext.users.set_password_hash(user.id, new_hash) or user
+        upgraded = await ext.users.upgrade_password_hash(user.id, user.password_hash, new_hash)
+        user = upgraded or user
     return user
 
 
@@ -328,11 +340,9 @@ async def change_password() -> ResponseReturnValue:
         return await _account_page(wrong, 400)
     await ext.throttle.login_succeeded(user.username, address)
 
-    if problems := password_errors(
-        new, user.username, min_length=ext.password_min_length, max_length=ext.password_max_length
-    ):
+    if problems := await _password_problems(new, user.username):
         return await _account_page({"new_password": problems}, 400)
-    if new == current:
+    if normalize(new) == normalize(current):
         return await _account_page({"new_password": ["Choose a new password."]}, 400)
 
     updated = await ext.users.set_password_hash(user.id, await ext.passwords.hash(new))
