@@ -257,11 +257,19 @@ class Throttle:
         await self.counters.release(address_key)
 
     async def begin_registration(self, address: str | None) -> None:
-        """Count a registration (each costs a password hash), or raise ``Throttled``."""
+        """Count a registration attempt, or raise ``Throttled``.
+
+        Every attempt that gets as far as asking whether the name is free counts, taken or not:
+        otherwise the form would answer "taken" for any number of names (a username oracle),
+        and each accepted one costs a password hash.
+        """
         key = f"register:{address or 'unknown'}"
         wait = await self.counters.acquire([(key, self.registrations)], self.registration_window)
         if wait > 0:
-            raise Throttled(math.ceil(wait), "Too many new accounts from this address. Try later.")
+            raise Throttled(
+                math.ceil(wait),
+                "Too many registration attempts from this address. Please wait before trying again.",
+            )
 
     @staticmethod
     def _login_keys(username: str, address: str | None) -> tuple[str, str]:

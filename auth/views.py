@@ -130,24 +130,28 @@ async def register() -> ResponseReturnValue:
     username = form.get("username", "").strip()[:FIELD_LIMIT]
     password = form.get("password", "")
     confirm = form.get("confirm", "")
+    # The checks that read only the form come first and are free; the rest is counted.
     errors: dict[str, list[str]] = {}
     if problems := username_errors(username):
         errors["username"] = problems
-    if problems := await _password_problems(password, username):
-        errors["password"] = problems
     if normalize(password) != normalize(confirm):
         errors["confirm"] = ["The two passwords differ."]
-    if not errors and await ext.users.by_username(username) is not None:
-        errors["username"] = ["That username is taken."]
     if errors:
         return await _register_page({"username": username}, errors, 400)
 
+    # Counted before the name is looked up, taken or free: no unthrottled username oracle.
     try:
         await ext.throttle.begin_registration(request.remote_addr)
     except Throttled as error:
         return await _register_page(
             {"username": username}, {"form": [str(error.description)]}, 429, error
         )
+    if problems := await _password_problems(password, username):
+        errors["password"] = problems
+    if await ext.users.by_username(username) is not None:
+        errors["username"] = ["That username is taken."]
+    if errors:
+        return await _register_page({"username": username}, errors, 400)
     try:
         await ext.users.create(username, await ext.passwords.hash(password))
     except UsernameTaken:

@@ -7,7 +7,7 @@ import unicodedata
 
 import pytest
 
-from .support import PASSWORD, Site
+from .support import PASSWORD, Site, SiteFactory
 
 
 async def test_register_then_sign_in(site: Site) -> None:
@@ -138,3 +138,54 @@ async def test_a_hash_made_before_normalisation_keeps_working_and_is_upgraded(si
     assert auth.passwords.hasher.verify(upgraded.password_hash, unicodedata.normalize("NFKC", NFD))
     assert upgraded.generation == user.generation  # the same password: no session ends
     assert (await site.browser().login("alice", NFC)).status_code == 302
+
+
+async def test_registration_attempts_are_throttled_whether_the_name_is_taken_or_not(
+    make_site: SiteFactory,
+) -> None:
+    site = await make_site(AUTH_REGISTER_LIMIT=3)
+    browser = site.browser()
+    assert (await browser.register("alice")).status_code == 302
+    for _ in range(2):
+        taken = await browser.register("alice")
+        assert taken.status_code == 400
+        assert "That username is taken." in await taken.get_data(as_text=True)
+
+    for name in ("alice", "bob"):
+        response = await browser.register(name)
+        page = await response.get_data(as_text=True)
+        assert response.status_code == 429
+        assert int(response.headers["Retry-After"]) > 0
+        assert "taken" not in page
+    assert await site.auth.users.by_username("bob") is None
+
+
+async def test_form_mistakes_do_not_count_against_the_registration_limit(
+    make_site: SiteFactory,
+) -> None:
+    site = await make_site(AUTH_REGISTER_LIMIT=1)
+    browser = site.browser()
+    for _ in range(3):
+        assert (await browser.register("a")).status_code == 400
+        assert (await browser.register("alice", confirm="something else")).status_code == 400
+    assert (await browser.register("alice")).status_code == 302
+
+
+async def test_mismatched_confirmation_is_refused(site: Site) -> None:
+    response = await site.browser().register("alice", confirm="something else entirely")
+    assert response.status_code == 400
+    assert "The two passwords differ." in await response.get_data(as_text=True)
+
+
+async def test_the_form_keeps_the_username_but_not_the_passwords(site: Site) -> None:
+    response = await site.browser().register("bob", "short")
+    page = await response.get_data(as_text=True)
+    assert 'value="bob"' in page
+    assert 'value="short"' not in page
+
+
+async def test_typed_values_are_escaped(site: Site) -> None:
+    response = await site.browser().register('"><script>alert(1)</script>')
+    page = await response.get_data(as_text=True)
+    assert "<script>alert(1)" not in page
+    assert "&lt;script&gt;" in page or "&#34;&gt;&lt;script" in page
