@@ -19,6 +19,7 @@ from .extension import (
     logout_user,
     signed_in_user,
 )
+from .flashes import flash
 from .passwords import Passwords, Verified
 from .throttle import Counters, FileCounters, MemoryCounters, RedisCounters, Throttle
 from .users import (
@@ -55,6 +56,7 @@ __all__ = [
     "csrf_protect",
     "csrf_token",
     "current_user",
+    "flash",
     "login_required",
     "login_user",
     "logout_user",

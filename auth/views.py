@@ -12,7 +12,6 @@ from quart import (
     Blueprint,
     ResponseReturnValue,
     current_app,
-    flash,
     redirect,
     render_template,
     request,
@@ -33,6 +32,7 @@ from .extension import (
     session,
     signed_in_user,
 )
+from .flashes import flash
 from .passwords import normalize
 from .rules import USERNAME_RULE, password_errors, username_errors
 from .users import User, UsernameTaken
