@@ -9,18 +9,12 @@ Example::
 """
 
 from .csrf import CSRF_FIELD, CSRF_HEADER, CSRFError, csrf_protect, csrf_token, validate_csrf
-from .errors import AuthUnavailable, Throttled
-from .extension import (
-    DEFAULTS,
-    Auth,
-    current_user,
-    login_required,
-    login_user,
-    logout_user,
-    signed_in_user,
-)
+from .errors import AuthUnavailable, StaleSignIn, Throttled
+from .extension import DEFAULTS, Auth
 from .flashes import flash
+from .globals import current_user, login_required, login_user, logout_user, signed_in_user
 from .passwords import Passwords, Verified
+from .signins import SessionUser
 from .throttle import Counters, FileCounters, MemoryCounters, RedisCounters, Throttle
 from .users import (
     AnonymousUser,
@@ -29,6 +23,7 @@ from .users import (
     User,
     UsernameTaken,
     UserStore,
+    owner_key,
 )
 from .views import safe_next
 
@@ -47,12 +42,14 @@ __all__ = [
     "Passwords",
     "RedisCounters",
     "RedisUserStore",
+    "SessionUser",
+    "StaleSignIn",
     "Throttle",
     "Throttled",
-    "Verified",
     "User",
     "UserStore",
     "UsernameTaken",
+    "Verified",
     "csrf_protect",
     "csrf_token",
     "current_user",
@@ -60,6 +57,7 @@ __all__ = [
     "login_required",
     "login_user",
     "logout_user",
+    "owner_key",
     "safe_next",
     "signed_in_user",
     "validate_csrf",

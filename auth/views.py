@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlsplit
 
 from quart import (
@@ -18,24 +18,26 @@ from quart import (
     url_for,
 )
 
+from sessions import session
+
 from .csrf import UNSAFE_METHODS, validate_csrf
-from .errors import Throttled
-from .extension import (
-    CREATED,
-    REMEMBER,
-    USER_AGENT,
-    Auth,
+from .errors import StaleSignIn, Throttled
+from .flashes import flash
+from .globals import (
     current_user,
     login_required,
     login_user,
     logout_user,
-    session,
     signed_in_user,
+    signins,
 )
-from .flashes import flash
 from .passwords import normalize
 from .rules import USERNAME_RULE, password_errors, username_errors
+from .signins import CREATED, REMEMBER, USER_AGENT
 from .users import User, UsernameTaken
+
+if TYPE_CHECKING:  # the extension imports this module to register the blueprint
+    from .extension import Auth
 
 __all__ = ["blueprint", "safe_next"]
 
@@ -60,7 +62,7 @@ def safe_next(target: str | None) -> str | None:
 
 
 def _auth() -> Auth:
-    return cast(Auth, current_app.extensions["auth"])
+    return cast("Auth", current_app.extensions["auth"])
 
 
 async def _form() -> dict[str, str]:
@@ -215,8 +217,11 @@ async def login() -> ResponseReturnValue:
     user = await _authenticate(username, password)
     if user is None:
         return await _login_page(values, next_url, LOGIN_FAILED, 401)
+    try:
+        await login_user(user, remember=remember)
+    except StaleSignIn:  # the password changed while this one was checked: it is wrong now
+        return await _login_page(values, next_url, LOGIN_FAILED, 401)
     await ext.throttle.login_succeeded(username, request.remote_addr)
-    await login_user(user, remember=remember)
     await flash(f"Welcome back, {user.username}.", "success")
     return redirect(next_url or ext.home)
 
@@ -276,9 +281,8 @@ class SessionRow:
 
 async def _session_rows() -> list[SessionRow]:
     ext = _auth()
-    store = current_app.extensions["sessions"].store
     rows = []
-    for info in await store.owned(f"user:{current_user.id}"):
+    for info in await signins().sessions_of(signed_in_user().id):
         rows.append(
             SessionRow(
                 handle=ext.tokens.handle(info.id),
@@ -293,7 +297,7 @@ async def _session_rows() -> list[SessionRow]:
     return rows
 
 
-_EPOCH = datetime.fromtimestamp(0).astimezone()
+_EPOCH = datetime.fromtimestamp(0, UTC)
 
 
 def _parse_time(value: Any) -> datetime | None:
@@ -329,11 +333,14 @@ async def _account_page(
 async def change_password() -> ResponseReturnValue:
     """Change the password: every other session ends, this one continues under a new id."""
     ext = _auth()
-    user = signed_in_user()
     form = await _form()
     current = form.get("current_password", "")
     new = form.get("new_password", "")
     address = request.remote_addr
+    user = await ext.users.get(signed_in_user().id)
+    if user is None:  # the account is gone
+        await logout_user()
+        return redirect(url_for("auth.login"))
 
     try:
         await ext.throttle.begin_login(user.username, address)
@@ -349,14 +356,18 @@ async def change_password() -> ResponseReturnValue:
     if normalize(new) == normalize(current):
         return await _account_page({"new_password": ["Choose a new password."]}, 400)
 
+    # The new generation is stored before the other sessions are destroyed: a sign-in that
+    # checked the old password and writes its session after destroy_owned sees it (login_user).
     updated = await ext.users.set_password_hash(user.id, await ext.passwords.hash(new))
     if updated is None:
         await logout_user()
         return redirect(url_for("auth.login"))
-    store = current_app.extensions["sessions"].store
-    await store.destroy_owned(f"user:{user.id}", keep=session.id)
+    await signins().end_other_sessions(user.id, keep=session.id)
     keep = {k: v for k, v in session.items() if not k.startswith("_")}
-    await login_user(updated, remember=bool(session.get(REMEMBER)))
+    try:
+        await login_user(updated, remember=bool(session.get(REMEMBER)))
+    except StaleSignIn:  # changed again meanwhile, elsewhere: this session ended too
+        return redirect(url_for("auth.login"))
     session.update(keep)
     await flash("Password changed. Every other session has been signed out.", "success")
     return redirect(url_for("auth.account"))
@@ -368,13 +379,12 @@ async def revoke_session() -> ResponseReturnValue:
     """Sign out one of the user's sessions, named by its handle from the account page."""
     ext = _auth()
     handle = (await _form()).get("session", "")
-    store = current_app.extensions["sessions"].store
-    for info in await store.owned(f"user:{current_user.id}"):
+    for info in await signins().sessions_of(signed_in_user().id):
         if ext.tokens.handle(info.id) == handle:
             if info.id == session.id:
                 await logout_user()
                 return redirect(ext.home)
-            await store.destroy(info.id)
+            await signins().end_session(info.id)
             await flash("That session has been signed out.", "success")
             break
     else:
@@ -386,10 +396,7 @@ async def revoke_session() -> ResponseReturnValue:
 @login_required
 async def revoke_other_sessions() -> ResponseReturnValue:
     """Sign out every session of the user except this one."""
-    store = current_app.extensions["sessions"].store
-    owner = f"user:{current_user.id}"
-    count = sum(info.id != session.id for info in await store.owned(owner))
-    await store.destroy_owned(owner, keep=session.id)
+    count = await signins().end_other_sessions(signed_in_user().id, keep=session.id)
     noun = "session" if count == 1 else "sessions"
     await flash(f"Signed out {count} other {noun}.", "success")
     return redirect(url_for("auth.account"))
