@@ -13,7 +13,7 @@ from redis.asyncio import Redis
 
 from sessions import MemoryStore, RedisStore
 
-from .csrf import csrf_token
+from .csrf import CSRF, csrf_token
 from .globals import ANONYMOUS, current_user
 from .passwords import Passwords
 from .signins import SignIns
@@ -129,6 +129,7 @@ class Auth:
         else:
             keys = list(secret) if isinstance(secret, list | tuple) else [secret]
         self.tokens = Tokens(keys)
+        self.csrf = CSRF(self.tokens)
 
         client: Redis | None = store.client if isinstance(store, RedisStore) else None
         instance = Path(app.instance_path)
@@ -162,6 +163,7 @@ class Auth:
         )
 
         app.before_request(self._skip_exempt)
+        app.after_request(self.csrf.set_cookie)
         app.context_processor(_template_globals)
         app.after_serving(self._after_serving)
         app.register_blueprint(blueprint, url_prefix=option("AUTH_URL_PREFIX") or None)
