@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
@@ -10,6 +11,9 @@ from typing import Any, ParamSpec, TypeVar
 from argon2 import PasswordHasher
 from quart import Quart, current_app, g, request
 from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
 
 from sessions import MemoryStore, RedisStore
 
@@ -22,7 +26,9 @@ from .tokens import Tokens
 from .users import FileUserStore, RedisUserStore, UserStore
 from .views import blueprint
 
-__all__ = ["DEFAULTS", "Auth"]
+__all__ = ["DEFAULTS", "EVICTING_POLICIES", "Auth"]
+
+logger = logging.getLogger("auth")
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -44,7 +50,13 @@ DEFAULTS: dict[str, Any] = {
     "AUTH_SECRET": None,
     "AUTH_URL_PREFIX": "",
     "AUTH_PASSWORD_HASHER": None,
+    "AUTH_REDIS_URL": None,
 }
+
+RedisBackends = RedisUserStore | RedisCounters
+
+#: Redis policies that may evict keys without a TTL: user records and the username index.
+EVICTING_POLICIES = frozenset({"allkeys-lru", "allkeys-lfu", "allkeys-random"})
 
 
 class Auth:
@@ -53,12 +65,13 @@ class Auth:
     Every argument is keyword-only and optional: a missing one comes from ``app.config``
     (``AUTH_*`` keys, see ``DEFAULTS``), and with no config key from the default.  The
     sessions extension must be set up first.  Tokens are signed with the sessions' secrets
-    unless ``secret`` (``AUTH_SECRET``) is given.  Users and throttle counters live in the
-    sessions' Redis when the sessions do, else in files in the instance folder.  Example::
+    unless ``secret`` (``AUTH_SECRET``) is given.  Users and throttle counters live in Redis
+    when ``redis_url`` (``AUTH_REDIS_URL``) is given or the sessions do, else in files in the
+    instance folder.  Example::
 
         app = Quart(__name__)
         Sessions(app, store=RedisStore.from_url("redis://127.0.0.1:6379/0"))
-        auth = Auth(app, remember_duration=timedelta(days=14))
+        auth = Auth(app, remember_duration=timedelta(days=14), redis_url="redis://10.0.0.5/0")
     """
 
     def __init__(
@@ -82,6 +95,7 @@ class Auth:
         home: str | None = None,
         secret: str | bytes | list[str | bytes] | None = None,
         url_prefix: str | None = None,
+        redis_url: str | None = None,
     ) -> None:
         self._options: dict[str, Any] = {
             "AUTH_REMEMBER_DURATION": remember_duration,
@@ -98,10 +112,12 @@ class Auth:
             "AUTH_HOME": home,
             "AUTH_SECRET": secret,
             "AUTH_URL_PREFIX": url_prefix,
+            "AUTH_REDIS_URL": redis_url,
         }
         self._users = users
         self._counters = counters
         self._hasher = hasher
+        self._own_client: Redis | None = None
         self._exempt: set[Callable[..., Any]] = set()
         if app is not None:
             self.init_app(app)
@@ -131,7 +147,7 @@ class Auth:
         self.tokens = Tokens(keys)
         self.csrf = CSRF(self.tokens)
 
-        client: Redis | None = store.client if isinstance(store, RedisStore) else None
+        client = self._redis(option("AUTH_REDIS_URL"), store)
         instance = Path(app.instance_path)
         if self._users is None:
             self._users = (
@@ -165,6 +181,7 @@ class Auth:
         app.before_request(self._skip_exempt)
         app.after_request(self.csrf.set_cookie)
         app.context_processor(_template_globals)
+        app.before_serving(self._refuse_an_evicting_redis)
         app.after_serving(self._after_serving)
         app.register_blueprint(blueprint, url_prefix=option("AUTH_URL_PREFIX") or None)
         app.extensions["auth"] = self
@@ -181,6 +198,10 @@ class Auth:
         self._exempt.add(view)
         return view
 
+    async def ping(self) -> bool:
+        """True when the user store answers and accepts writes (for a health check)."""
+        return await self.users.ping()
+
     def _resolve(self, app: Quart) -> Callable[[str], Any]:
         def option(key: str) -> Any:
             value = self._options.get(key)
@@ -190,6 +211,22 @@ class Auth:
 
         return option
 
+    def _redis(self, url: str | None, store: object) -> Redis | None:
+        """The Redis of users and counters: ``AUTH_REDIS_URL``'s, else the sessions' own."""
+        if url:
+            self._own_client = Redis.from_url(
+                url,
+                socket_timeout=2.0,
+                socket_connect_timeout=2.0,
+                retry=Retry(NoBackoff(), 1),  # one retry: pooled connections die on a restart
+                health_check_interval=30,
+            )
+            return self._own_client
+        if isinstance(store, RedisStore):
+            client: Redis = store.client
+            return client
+        return None
+
     async def _skip_exempt(self) -> None:
         if request.endpoint == "static":
             g._auth_user = ANONYMOUS
@@ -198,8 +235,38 @@ class Auth:
         if view is not None and view in self._exempt:
             g._auth_user = ANONYMOUS
 
+    async def _refuse_an_evicting_redis(self) -> None:
+        """Refuse to start on a Redis that may evict users (``allkeys-*``); see the README."""
+        backends = (self.users, self.throttle.counters)
+        clients = {id(b.client): b.client for b in backends if isinstance(b, RedisBackends)}
+        for client in clients.values():
+            try:
+                info = await client.info("memory")
+            except (RedisError, OSError) as error:
+                logger.warning("auth: could not read maxmemory-policy of its Redis: %s", error)
+                continue
+            for policy in _policies(info):
+                if policy in EVICTING_POLICIES:
+                    raise RuntimeError(
+                        f"auth: the Redis that holds users and throttle counters has "
+                        f"maxmemory-policy {policy}, which evicts keys that have no TTL: user "
+                        f"records would vanish and their names could be registered again. Give "
+                        f"that Redis maxmemory-policy noeviction (or volatile-*), or give auth a "
+                        f"Redis of its own with AUTH_REDIS_URL."
+                    )
+
     async def _after_serving(self) -> None:
         self.passwords.close()
+        if self._own_client is not None:
+            await self._own_client.aclose()
+
+
+def _policies(info: dict[str, Any]) -> list[str]:
+    """``maxmemory_policy`` from INFO; a cluster client answers per node."""
+    if "maxmemory_policy" in info:
+        return [str(info["maxmemory_policy"])]
+    nodes = [node for node in info.values() if isinstance(node, dict)]
+    return [str(node["maxmemory_policy"]) for node in nodes if "maxmemory_policy" in node]
 
 
 def _seconds(value: timedelta | float | int) -> float:
