@@ -24,6 +24,12 @@ def configure(server: Any, *settings: str) -> None:
         client.close()
 
 
+def everything_on(server: Any, policy: str, instance: Path) -> dict[str, Any]:
+    """Settings of a demo whose sessions, users and counters all live on ``server``."""
+    configure(server, "maxmemory-policy", policy)
+    return site_settings("redis", instance, "demo:", REDIS_URL=server.url)
+
+
 async def test_users_and_counters_live_on_the_auth_redis_url(
     tmp_path: Path, private_redis: Any, key_prefix: str, redis_client: aioredis.Redis
 ) -> None:
@@ -51,8 +57,7 @@ async def test_users_and_counters_live_on_the_auth_redis_url(
 async def test_the_app_refuses_to_start_where_redis_may_evict_its_users(
     tmp_path: Path, private_redis: Any, policy: str
 ) -> None:
-    configure(private_redis, "maxmemory-policy", policy)
-    settings = site_settings("redis", tmp_path / "instance", "demo:", REDIS_URL=private_redis.url)
+    settings = everything_on(private_redis, policy, tmp_path / "instance")
     # A failed ASGI lifespan start-up: granian, uvicorn and hypercorn then exit.
     with pytest.raises(LifespanError, match=f"maxmemory-policy {policy}.*AUTH_REDIS_URL"):
         async with AsyncExitStack() as stack:
@@ -63,8 +68,7 @@ async def test_the_app_refuses_to_start_where_redis_may_evict_its_users(
 async def test_the_app_starts_where_redis_keeps_keys_without_a_ttl(
     tmp_path: Path, private_redis: Any, policy: str
 ) -> None:
-    configure(private_redis, "maxmemory-policy", policy)
-    settings = site_settings("redis", tmp_path / "instance", "demo:", REDIS_URL=private_redis.url)
+    settings = everything_on(private_redis, policy, tmp_path / "instance")
     async with AsyncExitStack() as stack:
         site = await start_site(stack, "redis", settings)
         assert await (await site.user("alice")).signed_in_as() == "alice"
