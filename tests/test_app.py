@@ -29,13 +29,13 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture
 async def make_site(
-    backend: str, tmp_path: Path, key_prefix: str, redis_client: Any
+    backend: str, tmp_path: Path, key_prefix: str, redis_url: str, redis_client: Any
 ) -> AsyncIterator[SiteFactory]:
     async with AsyncExitStack() as stack:
 
         async def make(**config: Any) -> Site:
             prefix = key_prefix.removesuffix("sess:")
-            settings = site_settings(backend, tmp_path / "instance", prefix, **config)
+            settings = site_settings(backend, tmp_path / "instance", prefix, redis_url, **config)
             return await start_site(stack, backend, settings)
 
         yield make
@@ -134,9 +134,10 @@ async def test_forged_cookies_are_anonymous_not_errors(site: Site) -> None:
 
 
 async def test_a_restart_keeps_everyone_signed_in(
-    backend: str, tmp_path: Path, key_prefix: str, redis_client: Any
+    backend: str, tmp_path: Path, key_prefix: str, redis_url: str, redis_client: Any
 ) -> None:
-    settings = site_settings(backend, tmp_path / "instance", key_prefix.removesuffix("sess:"))
+    prefix = key_prefix.removesuffix("sess:")
+    settings = site_settings(backend, tmp_path / "instance", prefix, redis_url)
     async with AsyncExitStack() as stack:
         before = await start_site(stack, backend, settings)
         browser = before.browser()
@@ -195,8 +196,7 @@ def test_asgi_entry_point_is_app_colon_app(tmp_path: Path) -> None:
 async def test_store_outage_gives_friendly_503_and_recovery(
     tmp_path: Path, private_redis: Any
 ) -> None:
-    settings = site_settings("redis", tmp_path / "instance", "demo:")
-    settings["REDIS_URL"] = private_redis.url
+    settings = site_settings("redis", tmp_path / "instance", "demo:", private_redis.url)
     async with AsyncExitStack() as stack:
         site = await start_site(stack, "redis", settings)
         browser = await site.user("alice")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
@@ -19,7 +18,6 @@ from quart.wrappers import Response
 from app import create_app
 from auth import Auth
 
-REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 COOKIE = "connect.sid"
 PASSWORD = "correct horse battery"
 # Cheap argon2id for tests that are not about hashing cost (8 KiB, one pass).
@@ -159,8 +157,11 @@ class Site:
 BACKENDS = ["embedded", "redis"]
 
 
-def site_settings(backend: str, instance: Path, prefix: str, **config: Any) -> dict[str, Any]:
-    """create_app settings for a test site; ``prefix`` is this test's own Redis key prefix."""
+def site_settings(
+    backend: str, instance: Path, prefix: str, redis_url: str | None = None, **config: Any
+) -> dict[str, Any]:
+    """create_app settings for a test site; ``prefix`` is this test's own key prefix on the
+    Redis at ``redis_url`` (the ``redis_url`` fixture), which the "redis" backend needs."""
     settings: dict[str, Any] = {
         "TESTING": True,
         "SECRET_KEY": "test secret " + "x" * 32,
@@ -168,7 +169,9 @@ def site_settings(backend: str, instance: Path, prefix: str, **config: Any) -> d
         "AUTH_PASSWORD_HASHER": FAST_HASHER,
     }
     if backend == "redis":
-        settings["REDIS_URL"] = REDIS_URL
+        if redis_url is None:
+            raise ValueError("the redis backend needs redis_url (the redis_url fixture)")
+        settings["REDIS_URL"] = redis_url
         settings["REDIS_PREFIX"] = prefix
     settings.update(config)
     return settings

@@ -21,7 +21,7 @@ from auth import (
 )
 from sessions import FileStore, MemoryStore, RedisStore, Sessions
 
-from .support import FAST_HASHER, REDIS_URL
+from .support import FAST_HASHER
 
 
 def make_app(tmp_path: Path, store: object | None = None, **config: object) -> Quart:
@@ -74,7 +74,7 @@ def test_an_explicit_auth_secret_wins(tmp_path: Path) -> None:
     assert Auth(make_app(tmp_path), secret=["a", "b"]).tokens.keys == (b"a", b"b")
 
 
-async def test_backends_follow_the_session_store(tmp_path: Path) -> None:
+async def test_backends_follow_the_session_store(tmp_path: Path, redis_url: str) -> None:
     memory = Auth(make_app(tmp_path))
     assert isinstance(memory.throttle.counters, MemoryCounters)
     assert isinstance(memory.users, FileUserStore)
@@ -84,7 +84,7 @@ async def test_backends_follow_the_session_store(tmp_path: Path) -> None:
     assert isinstance(files.users, FileUserStore)
     assert files.users.path == tmp_path / "instance" / "users.json"
 
-    store = RedisStore.from_url(REDIS_URL, prefix="test:unused:sess:")
+    store = RedisStore.from_url(redis_url, prefix="test:unused:sess:")
     redis = Auth(make_app(tmp_path, store), key_prefix="test:unused:auth:")
     assert isinstance(redis.throttle.counters, RedisCounters)
     assert redis.throttle.counters.prefix == "test:unused:auth:throttle:"

@@ -164,11 +164,11 @@ async def test_limits_and_window_are_configurable(make_site: SiteFactory) -> Non
 
 
 async def test_counters_are_shared_by_every_worker_of_the_backend(
-    backend: str, tmp_path: Path, key_prefix: str, redis_client: Any
+    backend: str, tmp_path: Path, key_prefix: str, redis_url: str, redis_client: Any
 ) -> None:
     """Two app processes on the same store (files or Redis) see the same counts."""
     prefix = key_prefix.removesuffix("sess:")
-    settings = site_settings(backend, tmp_path / "instance", prefix)
+    settings = site_settings(backend, tmp_path / "instance", prefix, redis_url)
     async with AsyncExitStack() as stack:
         first = await start_site(stack, backend, settings)
         second = await start_site(stack, backend, settings)

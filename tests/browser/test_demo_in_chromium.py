@@ -8,8 +8,6 @@ from typing import Any
 import pytest
 from playwright.async_api import ConsoleMessage, Page, expect
 
-from tests.auth.support import REDIS_URL
-
 from .demo import chromium, demo_server
 
 PASSWORD = "a quiet orchard at dawn"
@@ -17,11 +15,11 @@ PASSWORD = "a quiet orchard at dawn"
 
 @pytest.fixture(params=["embedded", "redis"])
 def server_env(
-    request: pytest.FixtureRequest, key_prefix: str, redis_client: Any
+    request: pytest.FixtureRequest, key_prefix: str, redis_url: str, redis_client: Any
 ) -> dict[str, str]:
     env = {"SECRET_KEY": "browser test secret " + "b" * 24}
     if request.param == "redis":
-        env.update(REDIS_URL=REDIS_URL, REDIS_PREFIX=key_prefix.removesuffix("sess:"))
+        env.update(REDIS_URL=redis_url, REDIS_PREFIX=key_prefix.removesuffix("sess:"))
     return env
 
 

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
+from deploy.redis_server import RedisServer
 from sessions import RedisStore
-from tests.conftest import RedisServer
 from tests.sessions.conftest import Browser, make_app, sid_of
 
 SETUP_COMMANDS = {"CLIENT", "HELLO", "SELECT", "PING", "MONITOR"}

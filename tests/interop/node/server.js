@@ -4,7 +4,7 @@
 //
 // Configuration (environment):
 //   PORT               port on 127.0.0.1 (required)
-//   REDIS_URL          node-redis URL (default redis://127.0.0.1:6379/0)
+//   REDIS_URL          node-redis URL (required)
 //   PREFIX             connect-redis key prefix (default sess:)
 //   SECRET             comma-separated secrets; the first signs, all verify (required)
 //   COOKIE_MAX_AGE_MS  cookie maxAge in ms (optional; unset means a browser-session cookie)
@@ -26,6 +26,8 @@ function config () {
   if (!Number.isInteger(port) || port <= 0) throw new Error('PORT must be a positive integer')
   const secrets = (process.env.SECRET || '').split(',').filter((s) => s.length > 0)
   if (secrets.length === 0) throw new Error('SECRET must hold at least one secret')
+  // No default: the tests hand over their own Redis, and nothing may fall back to a shared one.
+  if (!process.env.REDIS_URL) throw new Error('REDIS_URL is required')
   const cookie = { path: '/', httpOnly: true }
   if (process.env.COOKIE_MAX_AGE_MS) {
     const maxAge = Number(process.env.COOKIE_MAX_AGE_MS)
@@ -36,7 +38,7 @@ function config () {
     port,
     secrets,
     cookie,
-    redisUrl: process.env.REDIS_URL || 'redis://127.0.0.1:6379/0',
+    redisUrl: process.env.REDIS_URL,
     // An empty PREFIX is a valid connect-redis prefix, so only an unset one takes the default.
     prefix: process.env.PREFIX === undefined ? 'sess:' : process.env.PREFIX,
     name: process.env.NAME || 'connect.sid'
