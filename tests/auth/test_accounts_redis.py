@@ -12,7 +12,7 @@ import redis
 import redis.asyncio as aioredis
 from quart.testing.app import LifespanError
 
-from .support import PASSWORD, REDIS_URL, site_settings, start_site
+from .support import PASSWORD, site_settings, start_site
 
 
 def configure(server: Any, *settings: str) -> None:
@@ -27,15 +27,19 @@ def configure(server: Any, *settings: str) -> None:
 def everything_on(server: Any, policy: str, instance: Path) -> dict[str, Any]:
     """Settings of a demo whose sessions, users and counters all live on ``server``."""
     configure(server, "maxmemory-policy", policy)
-    return site_settings("redis", instance, "demo:", REDIS_URL=server.url)
+    return site_settings("redis", instance, "demo:", server.url)
 
 
 async def test_users_and_counters_live_on_the_auth_redis_url(
-    tmp_path: Path, private_redis: Any, key_prefix: str, redis_client: aioredis.Redis
+    tmp_path: Path,
+    private_redis: Any,
+    key_prefix: str,
+    redis_url: str,
+    redis_client: aioredis.Redis,
 ) -> None:
     prefix = key_prefix.removesuffix("sess:")
     settings = site_settings(
-        "redis", tmp_path / "instance", prefix, AUTH_REDIS_URL=private_redis.url
+        "redis", tmp_path / "instance", prefix, redis_url, AUTH_REDIS_URL=private_redis.url
     )
     async with AsyncExitStack() as stack:
         site = await start_site(stack, "redis", settings)
@@ -75,19 +79,19 @@ async def test_the_app_starts_where_redis_keeps_keys_without_a_ttl(
 
 
 async def test_sessions_may_be_evicted_while_accounts_live_elsewhere(
-    tmp_path: Path, private_redis: Any, key_prefix: str, redis_client: aioredis.Redis
+    tmp_path: Path,
+    private_redis: Any,
+    key_prefix: str,
+    redis_url: str,
+    redis_client: aioredis.Redis,
 ) -> None:
-    """The issue's flood: sessions on an allkeys-lru Redis that runs full, users on the shared
+    """The issue's flood: sessions on an allkeys-lru Redis that runs full, users on the suite's
     (noeviction) one. Sessions are evicted; the account is not, and its name stays taken."""
     configure(private_redis, "maxmemory-policy", "allkeys-lru")
     configure(private_redis, "maxmemory", "4mb")
     prefix = key_prefix.removesuffix("sess:")
     settings = site_settings(
-        "redis",
-        tmp_path / "instance",
-        prefix,
-        REDIS_URL=private_redis.url,
-        AUTH_REDIS_URL=REDIS_URL,
+        "redis", tmp_path / "instance", prefix, private_redis.url, AUTH_REDIS_URL=redis_url
     )
     async with AsyncExitStack() as stack:
         site = await start_site(stack, "redis", settings)

@@ -106,11 +106,11 @@ async def test_over_https_the_cookie_is_a_host_only_secure_cookie(site: Site) ->
 
 
 async def test_forms_keep_working_across_a_secret_rotation(
-    tmp_path: Path, site: Site, key_prefix: str
+    tmp_path: Path, site: Site, key_prefix: str, redis_url: str
 ) -> None:
     """A page served before the new secret was deployed still posts after it."""
     prefix = key_prefix.removesuffix("sess:") + "rotation:"
-    settings = site_settings(site.backend, tmp_path / "rotation", prefix)
+    settings = site_settings(site.backend, tmp_path / "rotation", prefix, redis_url)
     async with AsyncExitStack() as stack:
         before = await start_site(stack, site.backend, {**settings, "SECRET_KEY": "old " * 10})
         browser = before.browser()

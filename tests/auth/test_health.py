@@ -57,11 +57,13 @@ FAULTS = {"out of memory": out_of_memory, "read-only": read_only, "failing disk"
 
 
 @pytest.fixture
-async def site(tmp_path: Path, private_redis: Any, key_prefix: str) -> AsyncIterator[Site]:
+async def site(
+    tmp_path: Path, private_redis: Any, key_prefix: str, redis_url: str, redis_client: Any
+) -> AsyncIterator[Site]:
     """Sessions on the shared Redis; users and counters on a private one that a test breaks."""
     prefix = key_prefix.removesuffix("sess:")
     settings = site_settings(
-        "redis", tmp_path / "instance", prefix, AUTH_REDIS_URL=private_redis.url
+        "redis", tmp_path / "instance", prefix, redis_url, AUTH_REDIS_URL=private_redis.url
     )
     async with AsyncExitStack() as stack:
         yield await start_site(stack, "redis", settings)

@@ -66,7 +66,7 @@ STOP = "stop-monitoring"
 
 @pytest.fixture
 async def site(tmp_path: Path, private_redis: Any) -> AsyncIterator[Site]:
-    settings = site_settings("redis", tmp_path / "instance", "demo:", REDIS_URL=private_redis.url)
+    settings = site_settings("redis", tmp_path / "instance", "demo:", private_redis.url)
     async with AsyncExitStack() as stack:
         site = await start_site(stack, "redis", settings)
 
