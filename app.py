@@ -56,7 +56,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Quart:
     """Build the demo app; ``config`` overrides the environment.
 
     Keys read: ``SECRET_KEY``, ``REDIS_URL``, ``REDIS_PREFIX`` (default ``"demo:"``),
-    ``INSTANCE_PATH``, and any Quart, ``SESSION_*`` or ``AUTH_*`` key.  Example::
+    ``AUTH_REDIS_URL`` (users and throttle counters; default: ``REDIS_URL``), ``INSTANCE_PATH``,
+    and any Quart, ``SESSION_*`` or ``AUTH_*`` key.  Example::
 
         app = create_app({"REDIS_URL": "redis://127.0.0.1:6379/0"})
     """
@@ -76,7 +77,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Quart:
         MAX_FORM_PARTS=20,
         SEND_FILE_MAX_AGE_DEFAULT=3600,
     )
-    for key in ("SECRET_KEY", "REDIS_URL", "REDIS_PREFIX"):
+    for key in ("SECRET_KEY", "REDIS_URL", "REDIS_PREFIX", "AUTH_REDIS_URL"):
         if os.environ.get(key):
             app.config[key] = os.environ[key]
     app.config.update(config)
@@ -136,11 +137,13 @@ def _register_pages(app: Quart, auth: Auth) -> None:
     @app.get("/healthz")
     @auth.exempt
     async def healthz() -> tuple[dict[str, Any], int]:
-        """JSON health: 200 when the session store answers, 503 when it does not."""
+        """JSON health: 200 when the session store and the accounts store answer and accept
+        writes, else 503 "degraded" (a Redis out of memory, read-only or failing its disk)."""
         store = app.extensions["sessions"].store
-        reachable = await _reachable(store)
-        status = 200 if reachable else 503
-        return {"status": "ok" if reachable else "degraded", "store": reachable}, status
+        reachable, accounts = await asyncio.gather(_reachable(store), _writable(auth))
+        healthy = reachable and accounts
+        body = {"status": "ok" if healthy else "degraded", "store": reachable, "accounts": accounts}
+        return body, 200 if healthy else 503
 
     @app.errorhandler(SessionUnavailable)
     @app.errorhandler(AuthUnavailable)
@@ -185,6 +188,13 @@ async def _reachable(store: Store) -> bool:
     except Exception:  # any failure (refused, timeout, disk) means "not reachable"
         return False
     return True
+
+
+async def _writable(auth: Auth) -> bool:
+    try:
+        return await asyncio.wait_for(auth.ping(), timeout=2)
+    except Exception:  # a timeout, or a store that fails in a way of its own
+        return False
 
 
 _app: Quart | None = None

@@ -105,7 +105,7 @@ async def test_stylesheet_is_served_locally(site: Site) -> None:
 async def test_healthz_reports_a_reachable_store(site: Site) -> None:
     response = await site.browser().get("/healthz")
     assert response.status_code == 200
-    assert await response.get_json() == {"status": "ok", "store": True}
+    assert await response.get_json() == {"status": "ok", "store": True, "accounts": True}
     assert "Set-Cookie" not in response.headers
 
 
@@ -212,7 +212,7 @@ async def test_store_outage_gives_friendly_503_and_recovery(
         assert page.headers["X-Served-By"]
         health = await browser.get("/healthz")
         assert health.status_code == 503
-        assert await health.get_json() == {"status": "degraded", "store": False}
+        assert await health.get_json() == {"status": "degraded", "store": False, "accounts": False}
         login = await browser.post(
             "/login", {"username": "alice", "password": "x", "csrf_token": token}
         )

@@ -11,6 +11,8 @@ from typing import Any
 from argon2 import PasswordHasher
 from quart import Quart
 from quart.testing import QuartClient
+from quart.testing.connections import TestHTTPConnection
+from quart.typing import HTTPScope
 from quart.wrappers import Response
 
 from app import create_app
@@ -22,6 +24,26 @@ PASSWORD = "correct horse battery"
 FAST_HASHER = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
 
 SiteFactory = Callable[..., Awaitable["Site"]]
+
+
+class OneCookieHeader(TestHTTPConnection):
+    """A request whose cookies travel in one Cookie header, as a browser sends them over
+    HTTP/1.1 (Quart's test client sends one header per cookie)."""
+
+    def __init__(self, app: Quart, scope: HTTPScope, _preserve_context: bool = False) -> None:
+        cookies = [value for name, value in scope["headers"] if name.lower() == b"cookie"]
+        if len(cookies) > 1:
+            others = [
+                (name, value) for name, value in scope["headers"] if name.lower() != b"cookie"
+            ]
+            scope = {**scope, "headers": [*others, (b"cookie", b"; ".join(cookies))]}
+        super().__init__(app, scope, _preserve_context=_preserve_context)
+
+
+class BrowserClient(QuartClient):
+    """Quart's test client with browser-like Cookie headers."""
+
+    http_connection_class = OneCookieHeader
 
 
 class Browser:
@@ -158,5 +180,6 @@ def site_settings(
 async def start_site(stack: AsyncExitStack, backend: str, settings: dict[str, Any]) -> Site:
     """Create the demo app with ``settings`` and run its lifespan until ``stack`` closes."""
     app = create_app(settings)
+    app.test_client_class = BrowserClient
     await stack.enter_async_context(app.test_app())
     return Site(app, backend)
