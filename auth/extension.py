@@ -16,6 +16,7 @@ from werkzeug.local import LocalProxy
 
 from sessions import MemoryStore, RedisStore, Session
 
+from .csrf import SESSION_KEY as CSRF_SESSION_KEY
 from .csrf import csrf_token
 from .passwords import Passwords
 from .throttle import Counters, FileCounters, MemoryCounters, RedisCounters, Throttle
@@ -255,13 +256,21 @@ current_user = cast("User | AnonymousUser", LocalProxy(_get_user))
 async def login_user(user: User, *, remember: bool = False) -> None:
     """Sign ``user`` in: a new session id (no fixation), a token bound to the password hash.
 
+    The session's data (a cart, a visit count) carries over to the new id, unless the session
+    belonged to another user; the CSRF token is made anew.
+
     ``remember`` makes the cookie persistent for ``AUTH_REMEMBER_DURATION``; otherwise it is a
     browser-session cookie and the store's ttl is the idle timeout.  Example::
 
         await login_user(user, remember=True)
     """
     ext = _extension()
-    await session.regenerate()
+    # Like Django's login(): the visitor's data stays under a new id, unless the session was
+    # another user's, whose data must not pass to this one.
+    previous = session.get(USER_ID)
+    await session.regenerate(keep_data=previous is None or previous == user.id)
+    # A CSRF token that existed before sign-in may be known to whoever planted the session.
+    session.pop(CSRF_SESSION_KEY, None)
     session[USER_ID] = user.id
     session[TOKEN] = ext.tokens.sign_in(user)
     session[CREATED] = datetime.now(UTC).isoformat(timespec="seconds")

@@ -270,7 +270,7 @@ class Throttle:
         key = f"register:{address or 'unknown'}"
         wait = await self.counters.acquire([(key, self.registrations)], self.registration_window)
         if wait > 0:
-            raise Throttled(math.ceil(wait), "Too many new accounts from this address. Try later.")
+            raise Throttled(math.ceil(wait), "Too many new accounts from this address.")
 
     @staticmethod
     def _login_keys(username: str, address: str | None) -> tuple[str, str]:
