@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import os
 import secrets
 import signal
@@ -270,7 +271,8 @@ def _session_panel(store: Store, cookie_name: str) -> SessionPanel:
         cookie_name=cookie_name,
         same_site=_same_site_label(cookie.same_site),
         expires=cookie.expires,
-        remaining=cookie.max_age,
+        # Whole milliseconds, rounded down: the page must not show a second more than is left.
+        remaining=None if cookie.max_age is None else math.floor(cookie.max_age * 1000) / 1000,
         owner=session.owner,
         record=json.dumps(_shown(stored_record(session)), indent=2, ensure_ascii=False),
         workers=list(session.get(WORKERS_KEY, [])),
