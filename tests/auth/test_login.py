@@ -21,8 +21,8 @@ def set_cookie(response: object, name: str = "connect.sid") -> SimpleCookie:
 
 
 async def test_login_gives_a_new_session_id(site: Site) -> None:
+    await site.browser().register("alice")
     browser = site.browser()
-    await browser.register("alice")
     await browser.visits()
     before = browser.cookie
     assert before is not None
