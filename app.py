@@ -1,5 +1,8 @@
 """The demo site: a visit counter with sign-up, sign-in and an account page.
 
+The counter page also shows the visitor's session: its short id, the store and where it lives,
+the cookie, the record as stored, and the workers that served it lately.
+
 Run it with ``python app.py`` (http://127.0.0.1:5000; ``HOST``/``PORT`` override).  Without
 ``REDIS_URL`` sessions, users and throttle counters live in files in the instance folder; with
 ``REDIS_URL`` everything lives in Redis.  For an ASGI server use ``app:app``, e.g.
@@ -274,12 +277,12 @@ def _session_panel(store: Store, cookie_name: str) -> SessionPanel:
         # Whole milliseconds, rounded down: the page must not show a second more than is left.
         remaining=None if cookie.max_age is None else math.floor(cookie.max_age * 1000) / 1000,
         owner=session.owner,
-        record=json.dumps(_shown(stored_record(session)), indent=2, ensure_ascii=False),
+        record=json.dumps(_shown(_stored_record(session)), indent=2, ensure_ascii=False),
         workers=list(session.get(WORKERS_KEY, [])),
     )
 
 
-def stored_record(current: Session) -> dict[str, Any]:
+def _stored_record(current: Session) -> dict[str, Any]:
     """The record the store holds for ``current`` once this request ends (express's layout)."""
     record: dict[str, Any] = {"cookie": current.cookie.to_json()}
     if current.owner is not None:
@@ -313,8 +316,9 @@ def _store_location(store: Store, current: Session) -> tuple[str, str, str | Non
 
 
 def _same_site_label(same_site: Any) -> str:
+    """The SameSite attribute as the Set-Cookie header spells it."""
     labels = {True: "Strict", "strict": "Strict", "lax": "Lax", "none": "None"}
-    return labels.get(same_site, "not set") if same_site is not False else "not set"
+    return labels.get(same_site, "not set")
 
 
 def _retry_url() -> str:
