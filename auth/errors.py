@@ -21,14 +21,26 @@ class AuthUnavailable(ServiceUnavailable):
 
 
 class Throttled(TooManyRequests):
-    """Too many attempts from this client: 429 with Retry-After (seconds)."""
+    """Too many attempts from this client: 429 with Retry-After (seconds).
 
-    def __init__(
-        self,
-        retry_after: int,
-        description: str = "Too many failed sign-in attempts. Please wait before trying again.",
-    ) -> None:
-        super().__init__(description, retry_after=max(1, retry_after))
+    The description ends with the wait, from the same figure as Retry-After:
+    ``Throttled(900).description == "Too many failed sign-in attempts. Try again in 15 minutes."``
+    """
+
+    def __init__(self, retry_after: int, reason: str = "Too many failed sign-in attempts.") -> None:
+        retry_after = max(1, retry_after)
+        super().__init__(f"{reason} Try again in {_wait(retry_after)}.", retry_after=retry_after)
+
+
+def _wait(seconds: int) -> str:
+    """A wait for people, never shorter than the real one: ``_wait(61) == "2 minutes"``."""
+    if seconds < 60:
+        amount, unit = seconds, "second"
+    elif seconds < 2 * 3600:
+        amount, unit = -(-seconds // 60), "minute"
+    else:
+        amount, unit = -(-seconds // 3600), "hour"
+    return f"{amount} {unit}" if amount == 1 else f"{amount} {unit}s"
 
 
 class StaleSignIn(Exception):

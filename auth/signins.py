@@ -92,7 +92,10 @@ class SignIns:
         """
         signed_in = SessionUser(user.id, user.username, user.created)
         with unavailable_as_503(SESSIONS_STORE):
-            await session.regenerate()
+            # Like Django's login(): the visitor's data (a count, a cart) stays under the new id,
+            # unless the session was another user's, whose data must not pass to this one.
+            previous = session.get(USER_ID)
+            await session.regenerate(keep_data=previous is None or previous == user.id)
             session[USER_ID] = user.id
             session[USERNAME] = user.username
             session[MEMBER_SINCE] = user.created

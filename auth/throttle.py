@@ -266,10 +266,7 @@ class Throttle:
         key = f"register:{address or 'unknown'}"
         wait = await self.counters.acquire([(key, self.registrations)], self.registration_window)
         if wait > 0:
-            raise Throttled(
-                math.ceil(wait),
-                "Too many registration attempts from this address. Please wait before trying again.",
-            )
+            raise Throttled(math.ceil(wait), "Too many registration attempts from this address.")
 
     @staticmethod
     def _login_keys(username: str, address: str | None) -> tuple[str, str]:

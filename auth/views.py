@@ -44,6 +44,7 @@ __all__ = ["blueprint", "safe_next"]
 blueprint = Blueprint("auth", __name__)
 
 LOGIN_FAILED = "Wrong username or password."
+SIGNED_OUT = "You are signed out."
 FIELD_LIMIT = 1024  # longest username we look at; passwords have their own limit
 
 
@@ -155,12 +156,16 @@ async def register() -> ResponseReturnValue:
     if errors:
         return await _register_page({"username": username}, errors, 400)
     try:
-        await ext.users.create(username, await ext.passwords.hash(password))
+        user = await ext.users.create(username, await ext.passwords.hash(password))
     except UsernameTaken:
         taken = {"username": ["That username is taken."]}
         return await _register_page({"username": username}, taken, 400)
-    await flash("Your account is ready. Sign in to continue.", "success")
-    return redirect(url_for("auth.login", username=username))
+    # They just typed the password twice: asking for it a third time proves nothing.
+    await login_user(user)
+    await flash(
+        f"Welcome, {user.username}. Your account is ready and you are signed in.", "success"
+    )
+    return redirect(ext.home)
 
 
 async def _password_problems(password: str, username: str) -> list[str]:
@@ -197,7 +202,8 @@ async def login() -> ResponseReturnValue:
     """Sign in; ``next`` is followed only when it is a path on this site."""
     if request.method == "GET":
         values = {"username": request.args.get("username", "")[:FIELD_LIMIT]}
-        return await _login_page(values, safe_next(request.args.get("next")))
+        next_url = safe_next(request.args.get("next"))
+        return await _login_page(values, next_url, notice=_why_sign_in(next_url))
 
     ext = _auth()
     form = await _form()
@@ -249,9 +255,21 @@ async def _login_page(
     error: str | None = None,
     status: int = 200,
     throttled: Throttled | None = None,
+    notice: str | None = None,
 ) -> ResponseReturnValue:
-    body = await render_template("auth/login.html", values=values, next=next_url, error=error)
+    body = await render_template(
+        "auth/login.html", values=values, next=next_url, error=error, notice=notice
+    )
     return body, status, _retry_after(throttled)
+
+
+def _why_sign_in(next_url: str | None) -> str | None:
+    """Why the login form is shown when ``login_required`` sent the visitor here."""
+    if next_url is None:
+        return None
+    if urlsplit(next_url).path == url_for("auth.account"):
+        return "Please sign in to see your account."
+    return "Please sign in to continue."
 
 
 def _retry_after(throttled: Throttled | None) -> dict[str, str]:
@@ -262,8 +280,9 @@ def _retry_after(throttled: Throttled | None) -> dict[str, str]:
 
 @blueprint.post("/logout")
 async def logout() -> ResponseReturnValue:
-    """Sign out (POST only): the session is destroyed server-side and the cookie cleared."""
+    """Sign out (POST only): the session is destroyed server-side; a fresh one carries the notice."""
     await logout_user()
+    await flash(SIGNED_OUT, "info")
     return redirect(_auth().home)
 
 
@@ -383,6 +402,7 @@ async def revoke_session() -> ResponseReturnValue:
         if ext.tokens.handle(info.id) == handle:
             if info.id == session.id:
                 await logout_user()
+                await flash(SIGNED_OUT, "info")
                 return redirect(ext.home)
             await signins().end_session(info.id)
             await flash("That session has been signed out.", "success")

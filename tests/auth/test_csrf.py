@@ -27,8 +27,8 @@ async def test_register_without_a_token_is_refused_and_creates_nothing(site: Sit
 
 
 async def test_wrong_token_is_refused(site: Site) -> None:
+    await site.browser().register("alice")
     browser = site.browser()
-    await browser.register("alice")
     response = await browser.post(
         "/login", {"username": "alice", "password": PASSWORD, "csrf_token": "forged"}
     )

@@ -10,14 +10,23 @@ import pytest
 from .support import PASSWORD, Site, SiteFactory
 
 
-async def test_register_then_sign_in(site: Site) -> None:
+async def test_registering_signs_you_in(site: Site) -> None:
     browser = site.browser()
     response = await browser.register("alice")
     assert response.status_code == 302
-    assert response.headers["Location"].startswith("/login")
-    assert "Your account is ready" in await browser.text(response.headers["Location"])
-    assert await browser.signed_in_as() is None
+    assert response.headers["Location"] == "/"
+    assert "Your account is ready and you are signed in" in await browser.text("/")
+    assert await browser.signed_in_as() == "alice"
     assert (await browser.login("alice")).status_code == 302
+
+
+async def test_registering_keeps_the_visitors_data_under_a_new_id(site: Site) -> None:
+    browser = site.browser()
+    assert await browser.visits() == 1
+    anonymous = browser.cookie
+    await browser.register("alice")
+    assert browser.cookie != anonymous
+    assert await browser.visits() == 2
 
 
 async def test_registering_does_not_store_the_password(site: Site) -> None:
