@@ -16,7 +16,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from types import FrameType, TracebackType
 
@@ -153,6 +153,9 @@ class Worker:
 class Cluster:
     """Workers + nginx (+ a private Redis unless redis_url is given), started and stopped by PID.
 
+    `unlimited_addresses` are exempt from nginx's per-address limits (an office NAT, a
+    monitoring host, a load test).
+
     Example::
 
         with Cluster(workers=3, port=0) as cluster:   # port 0: any free port
@@ -169,6 +172,8 @@ class Cluster:
         secret_key: str | None = None,
         app: str = ASGI_APP,
         env: Mapping[str, str] | None = None,
+        *,
+        unlimited_addresses: Iterable[str] = (),
     ) -> None:
         if workers < 1:
             raise ValueError("workers must be at least 1")
@@ -180,6 +185,7 @@ class Cluster:
         self.worker_count = workers
         self.port = port or free_port()
         self.redis_url = redis_url
+        self.unlimited_addresses = tuple(unlimited_addresses)
         self.server = server
         self.app = app
         # Every worker must sign cookies with the same key, and keep it across restarts.
@@ -215,7 +221,10 @@ class Cluster:
                 worker.start()
             for worker in self.workers:
                 worker.wait_healthy(timeout)
-            self.nginx = Nginx(self.run_dir / "nginx", self.port, [w.port for w in self.workers])
+            self.nginx = Nginx(
+                self.run_dir / "nginx", self.port, [w.port for w in self.workers],
+                unlimited_addresses=self.unlimited_addresses,
+            )  # fmt: skip
             self.nginx.start()
             self.wait_healthy(timeout)
         except BaseException:

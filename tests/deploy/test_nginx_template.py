@@ -49,9 +49,18 @@ def test_the_local_rendering_is_accepted_by_the_system_nginx(tmp_path: Path) -> 
     )
 
 
+def test_unlimited_addresses_are_rendered_for_nginx_and_typos_are_refused(tmp_path: Path) -> None:
+    nginx = Nginx(tmp_path / "nginx", 8080, [8001], unlimited_addresses=["127.0.0.1", "10.0.0.0/8"])
+    config = nginx.write_config().read_text()
+    assert "127.0.0.1/32 1;" in config and "10.0.0.0/8 1;" in config
+    nginx.check()
+    with pytest.raises(ValueError, match="10.0.0.300"):
+        local_values(tmp_path, 8080, [8001], unlimited_addresses=["10.0.0.300"])
+
+
 def test_compose_and_the_local_command_fill_in_the_same_placeholders(tmp_path: Path) -> None:
     assert set(local_values(tmp_path, 8080, [8001])) == PLACEHOLDERS
     compose = compose_nginx_environment()
     assert set(compose) >= PLACEHOLDERS
     rendered = render(TEMPLATE.read_text(), compose)
-    assert "server app:8000" in rendered and "listen 8080;" in rendered
+    assert "server app:8000" in rendered and re.search(r"listen 8080[ ;]", rendered)
