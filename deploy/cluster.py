@@ -123,8 +123,30 @@ class Worker:
 
     def stop(self) -> None:
         """Graceful stop: SIGTERM by PID, SIGKILL only if it hangs; then nothing of it is left."""
+        self.resume()  # a stopped process would hold its SIGTERM until the 10 s kill
         terminate(self.process)
         self._kill_group()
+
+    def pause(self) -> None:
+        """SIGSTOP the serving process: a hung worker that still accepts connections (the kernel
+        queues them) but never answers."""
+        if self.pid is None:
+            raise RuntimeError(f"worker {self.index} is not running")
+        os.kill(self.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """SIGCONT every process of this worker (a no-op for one that runs)."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        try:
+            os.killpg(self.process.pid, signal.SIGCONT)
+        except ProcessLookupError:
+            pass
+        if self.serving_pid is not None:
+            try:
+                os.kill(self.serving_pid, signal.SIGCONT)  # granian's worker: same group, but
+            except ProcessLookupError:  # be sure even if it ever moves to a group of its own
+                pass
 
     def kill(self) -> None:
         """SIGKILL every process of this worker at once: the crash a test simulates."""
@@ -275,11 +297,38 @@ class Cluster:
         """SIGKILL one worker by PID, like a crash; nginx routes around it."""
         self.workers[index].kill()
 
+    def pause_worker(self, index: int) -> None:
+        """SIGSTOP one worker by PID: hung, not dead (its port still accepts connections)."""
+        self.workers[index].pause()
+
+    def resume_worker(self, index: int) -> None:
+        """SIGCONT a paused worker by PID."""
+        self.workers[index].resume()
+
     def start_worker(self, index: int, timeout: float = 30.0) -> None:
-        """Start a stopped worker again on its own port and wait until it answers."""
+        """Start a stopped worker again on its own port; return once nginx routes to it.
+
+        nginx sidelines a worker for fail_timeout after it refused a connection, so a rolling
+        restart that moved on as soon as the worker answered could leave nginx with no worker.
+        """
         worker = self.workers[index]
         worker.start()
         worker.wait_healthy(timeout)
+        self.wait_in_rotation(index, timeout)
+
+    def wait_in_rotation(self, index: int, timeout: float = 30.0) -> None:
+        """Wait until a request through nginx is answered by worker `index`."""
+        deadline = time.monotonic() + timeout
+        pid = self.workers[index].pid
+        while time.monotonic() < deadline:
+            try:
+                status, headers, _ = fetch(self.url + "healthz")
+            except (OSError, ValueError):
+                status, headers = 0, {}
+            if status == 200 and headers.get("x-served-by", "").endswith(f":{pid}"):
+                return
+            time.sleep(0.05)
+        raise TimeoutError(f"nginx did not route to worker {index} in {timeout}s")
 
     def restart_worker(self, index: int, timeout: float = 30.0) -> None:
         """Graceful stop then start of one worker."""
@@ -292,13 +341,14 @@ class Cluster:
             worker.stop()
 
     def start_workers(self, timeout: float = 30.0) -> None:
-        """Start every stopped worker and wait until the site answers through nginx."""
+        """Start every stopped worker and wait until nginx routes to each of them again."""
         for worker in self.workers:
             if not worker.running:
                 worker.start()
         for worker in self.workers:
             worker.wait_healthy(timeout)
-        self.wait_healthy(timeout)
+        for worker in self.workers:
+            self.wait_in_rotation(worker.index, timeout)
 
     def restart_redis(self) -> None:
         """Stop and start the private Redis (same port, same append-only file)."""

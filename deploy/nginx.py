@@ -27,6 +27,14 @@ def render(template: str, values: Mapping[str, str]) -> str:
     return _PLACEHOLDER.sub(lambda match: values[match.group(1)], template)
 
 
+#: The parameters of every app server line, in compose as locally: one error or timeout (a
+#: refused connection, a hung worker's 3 s read timeout) sidelines that server for 5 s, then
+#: nginx tries it with one request again. A worker that stays hung costs one request a read
+#: timeout every 8-9 s (5 s alone, the probe's 3 s), instead of every request routed to it; a
+#: restarted worker is back in rotation at most 5 s after it answers (Cluster.start_worker
+#: waits for that).
+UPSTREAM_PARAMETERS = "max_fails=1 fail_timeout=5s"
+
 #: Descriptors each nginx worker may hold: twice worker_connections (a proxied request holds
 #: the client's and the app's). The container's nginx (root) can always raise its limit to this.
 OPEN_FILES = 32768
@@ -38,14 +46,11 @@ def open_files_limit() -> int:
     return OPEN_FILES if hard == resource.RLIM_INFINITY else min(OPEN_FILES, hard)
 
 
-def upstream_servers(addresses: Iterable[str], parameters: str = "max_fails=0") -> str:
+def upstream_servers(addresses: Iterable[str], parameters: str = UPSTREAM_PARAMETERS) -> str:
     """The ``server`` lines of the upstream block for host:port addresses.
 
-    max_fails=0 (the local default): on loopback a stopped worker refuses a connection at
-    once and nginx moves on to the next, so no worker is ever sidelined for fail_timeout; a
-    restarted worker is back in rotation on its first healthy answer, even during a quick
-    rolling restart. (Compose, where a dead replica's address can time out, passes
-    max_fails=1 fail_timeout=2s in NGINX_UPSTREAM_SERVERS instead.)
+    Example: ``upstream_servers(["127.0.0.1:8001"])`` ->
+    ``"server 127.0.0.1:8001 max_fails=1 fail_timeout=5s;"``
     """
     return "\n        ".join(f"server {address} {parameters};" for address in addresses)
 

@@ -4,6 +4,7 @@ Run as a script to print the figures of the README's security section (each run 
 cluster and stops it)::
 
     .venv/bin/python tests/deploy/attacks.py slowloris      # 2,500 slow sockets, /healthz latency
+    .venv/bin/python tests/deploy/attacks.py hung-worker    # 12 visitors, one worker SIGSTOPped
 
 Everything here sends traffic only to 127.0.0.0/8 and is bounded in sockets and time.
 """
@@ -307,6 +308,51 @@ def _measure_slowloris(sockets: int = 2500, seconds: float = 30.0) -> None:
         print(f"/healthz from 127.0.0.2 during {seconds:.0f} s of it:", summary(probes))
 
 
+def _measure_hung_worker(visitors: int = 12, seconds: float = 40.0) -> None:
+    import asyncio
+
+    from keepalive_client import KeepAliveClient
+
+    from deploy.cluster import Cluster
+
+    async def visit(url: str, stop: float, results: list[tuple[float, int]]) -> None:
+        client = KeepAliveClient(url, timeout=60)
+        try:
+            while time.monotonic() < stop:
+                sent = time.monotonic()
+                try:
+                    status = (await client.get("/")).status
+                except (OSError, TimeoutError, ValueError) as error:
+                    status = 0
+                    print("visitor error:", error)
+                    await client.close()
+                results.append((time.monotonic() - sent, status))
+        finally:
+            await client.close()
+
+    async def run(cluster: Cluster) -> list[tuple[float, int]]:
+        results: list[tuple[float, int]] = []
+        stop = time.monotonic() + seconds
+        await asyncio.gather(*(visit(cluster.url, stop, results) for _ in range(visitors)))
+        return results
+
+    with Cluster(workers=3, port=0, unlimited_addresses=["127.0.0.1"]) as cluster:
+        hung = cluster.worker_pids[1]
+        cluster.pause_worker(1)
+        try:
+            results = asyncio.run(run(cluster))
+        finally:
+            cluster.resume_worker(1)
+        ok = [seconds for seconds, status in results if status == 200]
+        slow = sorted((s for s in ok if s > 1.0), reverse=True)
+        print(
+            f"{visitors} visitors for {seconds:.0f} s, worker PID {hung} SIGSTOPped throughout: "
+            f"{len(ok)} of {len(results)} requests succeeded; {len(slow)} took over 1 s "
+            f"({', '.join(f'{s:.2f}' for s in slow[:10])} s); p50 {percentile(ok, 0.5) * 1000:.1f} "
+            f"ms, p99 {percentile(ok, 0.99) * 1000:.1f} ms"
+        )
+
+
 if __name__ == "__main__":
     import sys
 
@@ -315,5 +361,7 @@ if __name__ == "__main__":
     what = sys.argv[1] if len(sys.argv) > 1 else ""
     if what == "slowloris":
         _measure_slowloris()
+    elif what == "hung-worker":
+        _measure_hung_worker()
     else:
-        raise SystemExit("usage: attacks.py slowloris")
+        raise SystemExit("usage: attacks.py slowloris|hung-worker")
