@@ -19,8 +19,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from quart import Quart, Response, render_template, request, session
+from quart import Quart, Response, abort, render_template, request, session
 from werkzeug.exceptions import HTTPException
+from werkzeug.sansio.utils import host_is_trusted
 
 from auth import Auth, AuthUnavailable
 from sessions import FileStore, RedisStore, Sessions, SessionUnavailable, Store
@@ -56,7 +57,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Quart:
     """Build the demo app; ``config`` overrides the environment.
 
     Keys read: ``SECRET_KEY``, ``REDIS_URL``, ``REDIS_PREFIX`` (default ``"demo:"``),
-    ``INSTANCE_PATH``, and any Quart, ``SESSION_*`` or ``AUTH_*`` key.  Example::
+    ``TRUSTED_HOSTS``, ``INSTANCE_PATH``, and any Quart, ``SESSION_*`` or ``AUTH_*`` key.  Example::
 
         app = create_app({"REDIS_URL": "redis://127.0.0.1:6379/0"})
     """
@@ -76,7 +77,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Quart:
         MAX_FORM_PARTS=20,
         SEND_FILE_MAX_AGE_DEFAULT=3600,
     )
-    for key in ("SECRET_KEY", "REDIS_URL", "REDIS_PREFIX"):
+    for key in ("SECRET_KEY", "REDIS_URL", "REDIS_PREFIX", "TRUSTED_HOSTS"):
         if os.environ.get(key):
             app.config[key] = os.environ[key]
     app.config.update(config)
@@ -85,10 +86,31 @@ def create_app(config: Mapping[str, Any] | None = None) -> Quart:
     if not app.config.get("SECRET_KEY"):
         app.config["SECRET_KEY"] = _instance_secret(instance / "secret_key")
 
+    _refuse_untrusted_hosts(app)
     Sessions(app, store=_session_store(app))
     auth = Auth(app)
     _register_pages(app, auth)
     return app
+
+
+def _refuse_untrusted_hosts(app: Quart) -> None:
+    """TRUSTED_HOSTS (a list, or names separated by spaces or commas): any other Host is a 400.
+
+    Checked before anything else runs, so no URL is ever built from an attacker's Host header
+    (Werkzeug's slash-merging redirect builds an absolute one). Unset: every host is accepted.
+    """
+    configured = app.config.get("TRUSTED_HOSTS")
+    if isinstance(configured, str):
+        configured = configured.replace(",", " ").split()
+    trusted = [str(name) for name in configured or ()]
+    if not trusted:
+        return
+
+    async def check_host() -> None:
+        if not host_is_trusted(request.host, trusted):
+            abort(400, description="This site does not answer to that host name.")
+
+    app.before_request_funcs.setdefault(None, []).insert(0, check_host)
 
 
 def _session_store(app: Quart) -> Store:

@@ -20,7 +20,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from types import FrameType, TracebackType
 
-from deploy.nginx import Nginx
+from deploy.nginx import LOOPBACK_NAMES, Nginx
 from deploy.processes import (
     MissingBinary,
     find_binary,
@@ -175,8 +175,9 @@ class Worker:
 class Cluster:
     """Workers + nginx (+ a private Redis unless redis_url is given), started and stopped by PID.
 
-    `unlimited_addresses` are exempt from nginx's per-address limits (an office NAT, a
-    monitoring host, a load test).
+    `server_names` are the host names the site answers to besides localhost and 127.0.0.1
+    (nginx's server_name and the app's TRUSTED_HOSTS); `unlimited_addresses` are exempt from
+    nginx's per-address limits (an office NAT, a monitoring host, a load test).
 
     Example::
 
@@ -195,6 +196,7 @@ class Cluster:
         app: str = ASGI_APP,
         env: Mapping[str, str] | None = None,
         *,
+        server_names: Iterable[str] = (),
         unlimited_addresses: Iterable[str] = (),
     ) -> None:
         if workers < 1:
@@ -207,6 +209,7 @@ class Cluster:
         self.worker_count = workers
         self.port = port or free_port()
         self.redis_url = redis_url
+        self.server_names = tuple(dict.fromkeys([*LOOPBACK_NAMES, *server_names]))
         self.unlimited_addresses = tuple(unlimited_addresses)
         self.server = server
         self.app = app
@@ -245,7 +248,7 @@ class Cluster:
                 worker.wait_healthy(timeout)
             self.nginx = Nginx(
                 self.run_dir / "nginx", self.port, [w.port for w in self.workers],
-                unlimited_addresses=self.unlimited_addresses,
+                server_names=self.server_names, unlimited_addresses=self.unlimited_addresses,
             )  # fmt: skip
             self.nginx.start()
             self.wait_healthy(timeout)
@@ -363,6 +366,9 @@ class Cluster:
         env = dict(os.environ)
         env.update(self.extra_env)
         env["REDIS_URL"] = self.redis.url if self.redis is not None else str(self.redis_url)
+        # nginx reaches the workers from 127.0.0.1; nobody else's forwarded headers count.
+        env["TRUSTED_PROXIES"] = "127.0.0.1"
+        env["TRUSTED_HOSTS"] = " ".join(self.server_names)
         env["SECRET_KEY"] = self.secret_key
         env["PYTHONPATH"] = os.pathsep.join(
             part for part in (str(ROOT), env.get("PYTHONPATH", "")) if part
@@ -389,6 +395,10 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--redis-url", default=None,
         help="an existing Redis; default: a private redis-server with append-only persistence",
     )  # fmt: skip
+    parser.add_argument(
+        "--server-name", action="append", default=[], metavar="NAME",
+        help="a host name the site answers to besides localhost and 127.0.0.1 (repeatable)",
+    )  # fmt: skip
     parser.add_argument("--server", choices=SERVERS, default=DEFAULT_SERVER,
                         help=f"ASGI server (default {DEFAULT_SERVER})")  # fmt: skip
     return parser.parse_args(argv)
@@ -405,7 +415,9 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     try:
-        cluster = Cluster(args.workers, args.port, args.redis_url, args.server)
+        cluster = Cluster(
+            args.workers, args.port, args.redis_url, args.server, server_names=args.server_name
+        )
     except (MissingBinary, RuntimeError) as error:
         print(f"deploy.cluster: {error}", file=sys.stderr)
         return 2

@@ -35,6 +35,10 @@ def render(template: str, values: Mapping[str, str]) -> str:
 #: waits for that).
 UPSTREAM_PARAMETERS = "max_fails=1 fail_timeout=5s"
 
+#: The host names the site answers to, whatever else is configured: health checks and a local
+#: browser use them. Any other Host header is refused by nginx (421) and by the app (400).
+LOOPBACK_NAMES = ("localhost", "127.0.0.1")
+
 #: Descriptors each nginx worker may hold: twice worker_connections (a proxied request holds
 #: the client's and the app's). The container's nginx (root) can always raise its limit to this.
 OPEN_FILES = 32768
@@ -69,6 +73,7 @@ def local_values(
     run_dir: Path,
     port: int,
     app_ports: Iterable[int],
+    server_names: Iterable[str] = LOOPBACK_NAMES,
     unlimited_addresses: Iterable[str] = (),
 ) -> dict[str, str]:
     """Template values for a local, unprivileged run: everything under run_dir, loopback only."""
@@ -80,6 +85,7 @@ def local_values(
         "NGINX_ERROR_LOG": str(run_dir / "error.log"),
         "NGINX_ACCESS_LOG": str(run_dir / "access.log"),
         "NGINX_LISTEN": f"127.0.0.1:{port}",
+        "NGINX_SERVER_NAMES": " ".join(server_names),
         "NGINX_UNLIMITED_ADDRESSES": unlimited_entries(unlimited_addresses),
         "NGINX_UPSTREAM_SERVERS": upstream_servers(f"127.0.0.1:{p}" for p in app_ports),
     }
@@ -94,12 +100,14 @@ class Nginx:
         port: int,
         app_ports: Iterable[int],
         *,
+        server_names: Iterable[str] = LOOPBACK_NAMES,
         unlimited_addresses: Iterable[str] = (),
     ) -> None:
         self.binary = find_binary("nginx", "/usr/sbin/nginx")
         self.run_dir = run_dir
         self.port = port
         self.app_ports = list(app_ports)
+        self.server_names = tuple(server_names)
         self.unlimited_addresses = tuple(unlimited_addresses)
         self.config_path = run_dir / "nginx.conf"
         self.process: subprocess.Popen[bytes] | None = None
@@ -107,7 +115,8 @@ class Nginx:
     def write_config(self) -> Path:
         """Render the template for this run and write it to run_dir/nginx.conf."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        values = local_values(self.run_dir, self.port, self.app_ports, self.unlimited_addresses)
+        values = local_values(self.run_dir, self.port, self.app_ports, self.server_names,
+                              self.unlimited_addresses)  # fmt: skip
         text = render(TEMPLATE.read_text(), values)
         self.config_path.write_text(text)
         return self.config_path
