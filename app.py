@@ -57,7 +57,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Quart:
     """Build the demo app; ``config`` overrides the environment.
 
     Keys read: ``SECRET_KEY``, ``REDIS_URL``, ``REDIS_PREFIX`` (default ``"demo:"``),
-    ``TRUSTED_HOSTS``, ``INSTANCE_PATH``, and any Quart, ``SESSION_*`` or ``AUTH_*`` key.  Example::
+    ``AUTH_REDIS_URL``, ``TRUSTED_HOSTS``, ``INSTANCE_PATH``, and any Quart, ``SESSION_*`` or
+    ``AUTH_*`` key.  Example::
 
         app = create_app({"REDIS_URL": "redis://127.0.0.1:6379/0"})
     """
@@ -77,7 +78,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Quart:
         MAX_FORM_PARTS=20,
         SEND_FILE_MAX_AGE_DEFAULT=3600,
     )
-    for key in ("SECRET_KEY", "REDIS_URL", "REDIS_PREFIX", "TRUSTED_HOSTS"):
+    for key in ("SECRET_KEY", "REDIS_URL", "REDIS_PREFIX", "AUTH_REDIS_URL", "TRUSTED_HOSTS"):
         if os.environ.get(key):
             app.config[key] = os.environ[key]
     app.config.update(config)

@@ -1,6 +1,11 @@
 """N app processes behind the system nginx, sharing one Redis: ``python -m deploy.cluster``.
 
 Usage: ``python -m deploy.cluster --workers 3 --port 8080 [--redis-url URL] [--server NAME]``
+
+Two private redis-servers unless told otherwise: sessions on one with a memory bound that
+evicts only keys with a TTL (every session has one), users and throttle counters on another
+that never evicts. A flood of anonymous sessions can then push out idle sessions, but never an
+account (issue 14: with allkeys-lru on one shared Redis it evicted user records).
 """
 
 from __future__ import annotations
@@ -20,6 +25,8 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from types import FrameType, TracebackType
 
+import redis
+
 from deploy.nginx import LOOPBACK_NAMES, Nginx
 from deploy.processes import (
     MissingBinary,
@@ -33,6 +40,13 @@ from deploy.redis_server import RedisServer
 from deploy.servers import ASGI_APP, DEFAULT_SERVER, SERVERS, check_installed, server_command
 
 ROOT = Path(__file__).resolve().parent.parent
+
+#: Evict only keys that have a TTL, least recently used first. Every session key has a TTL, so
+#: at maxmemory an idle session goes; a key without a TTL (a user record, had it landed here)
+#: never does: writes then fail (OOM, a 503) instead.
+SESSION_EVICTION = "volatile-lru"
+#: The default bound of the private session Redis: about 300,000 sessions of the demo's size.
+SESSION_MEMORY = "128mb"
 
 
 def fetch(url: str, timeout: float = 2.0) -> tuple[int, dict[str, str], bytes]:
@@ -173,7 +187,12 @@ class Worker:
 
 
 class Cluster:
-    """Workers + nginx (+ a private Redis unless redis_url is given), started and stopped by PID.
+    """Workers + nginx + two private Redis servers (unless redis_url is given), by PID.
+
+    `redis` holds the sessions (bounded by `session_memory`, evicting only keys with a TTL),
+    `auth_redis` the users and throttle counters (never evicts); the workers get them as
+    REDIS_URL and AUTH_REDIS_URL. With `redis_url` and no `auth_redis_url`, everything lives
+    on that one Redis, as the app does by default.
 
     `server_names` are the host names the site answers to besides localhost and 127.0.0.1
     (nginx's server_name and the app's TRUSTED_HOSTS); `unlimited_addresses` are exempt from
@@ -196,6 +215,8 @@ class Cluster:
         app: str = ASGI_APP,
         env: Mapping[str, str] | None = None,
         *,
+        auth_redis_url: str | None = None,
+        session_memory: str = SESSION_MEMORY,
         server_names: Iterable[str] = (),
         unlimited_addresses: Iterable[str] = (),
     ) -> None:
@@ -209,6 +230,8 @@ class Cluster:
         self.worker_count = workers
         self.port = port or free_port()
         self.redis_url = redis_url
+        self.auth_redis_url = auth_redis_url
+        self.session_memory = session_memory
         self.server_names = tuple(dict.fromkeys([*LOOPBACK_NAMES, *server_names]))
         self.unlimited_addresses = tuple(unlimited_addresses)
         self.server = server
@@ -218,6 +241,7 @@ class Cluster:
         self.extra_env = dict(env or {})
         self.run_dir = Path(tempfile.mkdtemp(prefix="deploy-cluster-"))
         self.redis: RedisServer | None = None
+        self.auth_redis: RedisServer | None = None
         self.workers: list[Worker] = []
         self.nginx: Nginx | None = None
 
@@ -236,7 +260,9 @@ class Cluster:
         try:
             if self.redis_url is None:
                 self.redis = RedisServer(self.run_dir / "redis")
-                self.redis.start()
+                if self.auth_redis_url is None:
+                    self.auth_redis = RedisServer(self.run_dir / "auth-redis")
+                self._start_redis()
             for index in range(self.worker_count):
                 port = free_port()
                 command = server_command(self.server, port, self.app)
@@ -262,8 +288,9 @@ class Cluster:
             self.nginx.stop()
         for worker in self.workers:
             worker.stop()
-        if self.redis is not None:
-            self.redis.stop()
+        for server in (self.redis, self.auth_redis):
+            if server is not None:
+                server.stop()
         shutil.rmtree(self.run_dir, ignore_errors=True)
 
     def __enter__(self) -> Cluster:
@@ -354,10 +381,26 @@ class Cluster:
             self.wait_in_rotation(worker.index, timeout)
 
     def restart_redis(self) -> None:
-        """Stop and start the private Redis (same port, same append-only file)."""
+        """Stop and start the private Redis servers (same ports, same append-only files)."""
         if self.redis is None:
             raise RuntimeError("this cluster uses an external Redis (--redis-url)")
-        self.redis.restart()
+        for server in (self.redis, self.auth_redis):
+            if server is not None:
+                server.stop()
+        self._start_redis()
+
+    def _start_redis(self) -> None:
+        """Start the private servers and give each its memory policy.
+
+        Set at run time (CONFIG SET) because RedisServer takes no extra options yet; a server
+        started again by hand (``cluster.redis.start()``) runs without the memory bound.
+        """
+        assert self.redis is not None
+        self.redis.start()
+        _configure(self.redis.url, maxmemory=self.session_memory, policy=SESSION_EVICTION)
+        if self.auth_redis is not None:
+            self.auth_redis.start()
+            _configure(self.auth_redis.url, maxmemory="0", policy="noeviction")
 
     # ----- internals ------------------------------------------------------------------------
 
@@ -366,6 +409,11 @@ class Cluster:
         env = dict(os.environ)
         env.update(self.extra_env)
         env["REDIS_URL"] = self.redis.url if self.redis is not None else str(self.redis_url)
+        auth_url = self.auth_redis.url if self.auth_redis is not None else self.auth_redis_url
+        if auth_url:
+            env["AUTH_REDIS_URL"] = auth_url
+        else:
+            env.pop("AUTH_REDIS_URL", None)
         # nginx reaches the workers from 127.0.0.1; nobody else's forwarded headers count.
         env["TRUSTED_PROXIES"] = "127.0.0.1"
         env["TRUSTED_HOSTS"] = " ".join(self.server_names)
@@ -384,6 +432,16 @@ class Cluster:
         return "\n".join(parts)
 
 
+def _configure(url: str, *, maxmemory: str, policy: str) -> None:
+    """CONFIG SET a server's memory bound and eviction policy."""
+    client = redis.Redis.from_url(url, socket_timeout=5)
+    try:
+        client.config_set("maxmemory", maxmemory)
+        client.config_set("maxmemory-policy", policy)
+    finally:
+        client.close()
+
+
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m deploy.cluster",
@@ -393,7 +451,18 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--port", type=int, default=8080, help="nginx port (default 8080)")
     parser.add_argument(
         "--redis-url", default=None,
-        help="an existing Redis; default: a private redis-server with append-only persistence",
+        help="an existing Redis for sessions (and, without --auth-redis-url, users); default: "
+             "a private redis-server with append-only persistence",
+    )  # fmt: skip
+    parser.add_argument(
+        "--auth-redis-url", default=None,
+        help="an existing Redis for users and throttle counters; default: a private one that "
+             "never evicts (only with the private session Redis)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--session-memory", default=SESSION_MEMORY,
+        help=f"maxmemory of the private session Redis (default {SESSION_MEMORY}; "
+             f"{SESSION_EVICTION} beyond it)",
     )  # fmt: skip
     parser.add_argument(
         "--server-name", action="append", default=[], metavar="NAME",
@@ -416,8 +485,10 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     try:
         cluster = Cluster(
-            args.workers, args.port, args.redis_url, args.server, server_names=args.server_name
-        )
+            args.workers, args.port, args.redis_url, args.server,
+            auth_redis_url=args.auth_redis_url, session_memory=args.session_memory,
+            server_names=args.server_name,
+        )  # fmt: skip
     except (MissingBinary, RuntimeError) as error:
         print(f"deploy.cluster: {error}", file=sys.stderr)
         return 2
@@ -428,9 +499,15 @@ def main(argv: list[str] | None = None) -> int:
         if cluster.nginx is not None:
             print(f"nginx: PID {cluster.nginx.pid}, config {cluster.nginx.config_path}")
         if cluster.redis is not None:
-            print(f"Redis: {cluster.redis.url} (private, append-only, PID {cluster.redis.pid})")
+            print(f"Sessions: {cluster.redis.url} (private, append-only, maxmemory "
+                  f"{args.session_memory} {SESSION_EVICTION}, PID {cluster.redis.pid})")  # fmt: skip
         else:
-            print(f"Redis: {args.redis_url}")
+            print(f"Sessions: {args.redis_url}")
+        if cluster.auth_redis is not None:
+            print(f"Users: {cluster.auth_redis.url} (private, append-only, noeviction, "
+                  f"PID {cluster.auth_redis.pid})")  # fmt: skip
+        elif args.auth_redis_url:
+            print(f"Users: {args.auth_redis_url}")
         print(f"Serving on {cluster.url} (Ctrl-C stops everything)", flush=True)
         reported: set[int] = set()
         while True:
