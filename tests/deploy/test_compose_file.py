@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -130,9 +131,8 @@ def test_every_service_has_a_health_check() -> None:
         assert not check.get("disable", False)
 
 
-def test_docker_compose_accepts_the_file_where_the_tool_is_installed() -> None:
-    # Docker itself does not run on our machines; the compose CLI validates offline. Where
-    # neither `docker compose` nor `docker-compose` exists, the checks above are the validation.
+def compose_commands() -> list[list[str]]:
+    """Every compose CLI on this machine: the Docker plugin and/or the standalone one."""
     commands = []
     if shutil.which("docker") and subprocess.run(
         ["docker", "compose", "version"], capture_output=True, check=False
@@ -140,8 +140,36 @@ def test_docker_compose_accepts_the_file_where_the_tool_is_installed() -> None:
         commands.append(["docker", "compose"])
     if shutil.which("docker-compose"):
         commands.append(["docker-compose"])
+    return commands
+
+
+def test_docker_compose_accepts_the_file() -> None:
+    # Docker itself does not run on our machines; the compose CLI validates offline.
+    commands = compose_commands()
+    assert commands, "no compose CLI: scripts/setup --test installs docker-compose"
     env = dict(os.environ, SECRET_KEY="not-a-real-secret-only-for-config-validation")
     for command in commands:
         done = subprocess.run([*command, "-f", str(COMPOSE), "config", "-q"], cwd=ROOT, env=env,
                               capture_output=True, text=True, timeout=60)  # fmt: skip
         assert done.returncode == 0, done.stderr
+        # The example settings are valid too.
+        done = subprocess.run(
+            [*command, "--env-file", str(ROOT / ".env.example"), "-f", str(COMPOSE), "config",
+             "-q"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+
+
+def test_docker_compose_refuses_to_start_without_a_secret(tmp_path: Path) -> None:
+    # The check above would pass a tool that accepts anything; this one needs the real rule.
+    env = {k: v for k, v in os.environ.items() if k != "SECRET_KEY"}
+    no_settings = tmp_path / "empty.env"  # not a developer's own .env in the checkout
+    no_settings.write_text("")
+    commands = compose_commands()
+    assert commands, "no compose CLI: scripts/setup --test installs docker-compose"
+    for command in commands:
+        done = subprocess.run(
+            [*command, "--env-file", str(no_settings), "-f", str(COMPOSE), "config", "-q"],
+            cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert done.returncode != 0 and "set SECRET_KEY in .env" in done.stderr, done.stderr
