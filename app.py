@@ -26,8 +26,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from quart import Quart, Response, get_flashed_messages, render_template, request, url_for
+from quart import Quart, Response, abort, get_flashed_messages, render_template, request, url_for
 from werkzeug.exceptions import HTTPException
+from werkzeug.sansio.utils import host_is_trusted
 
 from auth import Auth, AuthUnavailable, csrf_token, current_user, safe_next
 from sessions import (
@@ -77,8 +78,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Quart:
     """Build the demo app; ``config`` overrides the environment.
 
     Keys read: ``SECRET_KEY``, ``REDIS_URL``, ``REDIS_PREFIX`` (default ``"demo:"``),
-    ``AUTH_REDIS_URL`` (users and throttle counters; default: ``REDIS_URL``), ``INSTANCE_PATH``,
-    and any Quart, ``SESSION_*`` or ``AUTH_*`` key.  Example::
+    ``AUTH_REDIS_URL`` (users and throttle counters; default: ``REDIS_URL``), ``TRUSTED_HOSTS``,
+    ``INSTANCE_PATH``, and any Quart, ``SESSION_*`` or ``AUTH_*`` key.  Example::
 
         app = create_app({"REDIS_URL": "redis://127.0.0.1:6379/0"})
     """
@@ -98,7 +99,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Quart:
         MAX_FORM_PARTS=20,
         SEND_FILE_MAX_AGE_DEFAULT=3600,
     )
-    for key in ("SECRET_KEY", "REDIS_URL", "REDIS_PREFIX", "AUTH_REDIS_URL"):
+    for key in ("SECRET_KEY", "REDIS_URL", "REDIS_PREFIX", "AUTH_REDIS_URL", "TRUSTED_HOSTS"):
         if os.environ.get(key):
             app.config[key] = os.environ[key]
     app.config.update(config)
@@ -107,6 +108,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Quart:
     if not app.config.get("SECRET_KEY"):
         app.config["SECRET_KEY"] = _instance_secret(instance / "secret_key")
 
+    _refuse_untrusted_hosts(app)
     cookie_name = _cookie_name(app)
     Sessions(app, store=_session_store(app), name=cookie_name)
     auth = Auth(app)
@@ -123,6 +125,26 @@ def _cookie_name(app: Quart) -> str:
     if configured and configured != app.default_config.get("SESSION_COOKIE_NAME"):
         return str(configured)
     return str(SESSION_DEFAULTS["name"])
+
+
+def _refuse_untrusted_hosts(app: Quart) -> None:
+    """TRUSTED_HOSTS (a list, or names separated by spaces or commas): any other Host is a 400.
+
+    Checked before anything else runs, so no URL is ever built from an attacker's Host header
+    (Werkzeug's slash-merging redirect builds an absolute one). Unset: every host is accepted.
+    """
+    configured = app.config.get("TRUSTED_HOSTS")
+    if isinstance(configured, str):
+        configured = configured.replace(",", " ").split()
+    trusted = [str(name) for name in configured or ()]
+    if not trusted:
+        return
+
+    async def check_host() -> None:
+        if not host_is_trusted(request.host, trusted):
+            abort(400, description="This site does not answer to that host name.")
+
+    app.before_request_funcs.setdefault(None, []).insert(0, check_host)
 
 
 def _session_store(app: Quart) -> Store:
