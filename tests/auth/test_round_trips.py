@@ -18,6 +18,7 @@ import pytest
 import redis
 
 from auth import current_user, owner_key
+from tests.round_trip_proxy import round_trip_proxy
 
 from .support import Browser, Site, site_settings, start_site
 
@@ -121,3 +122,23 @@ async def test_the_account_page_costs_its_session_read_and_one_listing(
     commands = await round_trips(private_redis, browser, "/account")
 
     assert names(commands) == ["EVALSHA", *names(listing)], (commands, listing)
+
+
+@pytest.mark.parametrize(("path", "expected"), [("/about", 1), ("/", 2), ("/account", 3)])
+async def test_round_trips_a_signed_in_visitor_waits_for(
+    tmp_path: Path, private_redis: Any, path: str, expected: int
+) -> None:
+    """Counted on the wire by a proxy: what a request waits for, pipelined commands as one."""
+    async with round_trip_proxy(private_redis.port) as proxy:
+        settings = site_settings("redis", tmp_path / "instance", "demo:", proxy.url())
+        async with AsyncExitStack() as stack:
+            site = await start_site(stack, "redis", settings)
+
+            @site.app.get("/about")
+            async def about() -> str:
+                return f"About this site, {current_user.username}"
+
+            browser = await site.user("alice")
+            for _ in range(2):  # warm: connections made, scripts loaded
+                assert (await browser.get(path)).status_code == 200
+            assert await proxy.count(browser.get(path)) == expected

@@ -116,6 +116,28 @@ async def test_rotated_secrets_load_old_cookies_and_sign_with_the_first(store: S
     assert body["id"] != sid
 
 
+@pytest.mark.parametrize("max_age", [None, 60])
+async def test_a_cookie_signed_with_a_retired_secret_is_signed_again_so_rotation_completes(
+    store: Store, max_age: int | None
+) -> None:
+    """Ours: a cookie a fallback secret verified gets the current signature on that very response,
+    even a browser-session cookie on a read-only page, so the fallback can be dropped later."""
+    cookie = {} if max_age is None else {"max_age": max_age}
+    client = browser(make_app(store, secret="old", cookie=cookie))
+    sid = (await (await client.get("/count")).get_json())["id"]
+
+    client.client = make_app(store, secret=["new", "old"], cookie=cookie).test_client(
+        use_cookies=False
+    )
+    response = await client.get("/read")  # reads only: no other reason to send a cookie
+    assert cookie_value(response) == signed(sid, "new")
+    assert set_cookies(await client.get("/read")) == []  # once is enough
+
+    client.client = make_app(store, secret=["new"], cookie=cookie).test_client(use_cookies=False)
+    body = await (await client.get("/read")).get_json()
+    assert body == {"data": {"views": 1}, "id": sid}  # still signed in without the old secret
+
+
 async def test_valid_cookie_for_an_unknown_id_gets_a_new_different_id(store: Store) -> None:
     """A correctly signed id the store does not know is never adopted."""
     app = make_app(store)

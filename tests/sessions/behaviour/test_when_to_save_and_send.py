@@ -208,3 +208,19 @@ async def test_nested_key_named_cookie_counts_as_a_change(store: Store) -> None:
     assert record is not None
     assert record["prefs"] == {"cookie": "chocolate"}
     assert isinstance(record["cookie"], dict)
+
+
+async def test_an_anonymous_session_has_a_short_idle_life_and_an_owned_one_keeps_the_stores(
+    store: Store,
+) -> None:
+    """anonymous_ttl: a stored session nobody signed into lives for that idle time (the demo's
+    counter: 30 minutes); one with an owner keeps the store's ttl. Both slide as they are used."""
+    app = make_app(store, anonymous_ttl=120)
+    anonymous, owned = browser(app), browser(app)
+    anonymous_sid = (await (await anonymous.get("/count")).get_json())["id"]
+    owned_sid = (await (await owned.post("/owner", json={"owner": "user:1"})).get_json())["id"]
+    for _ in range(2):  # written, then renewed by a read
+        assert 119 < await remaining_of(store, anonymous_sid) <= 120
+        assert 86_399 < await remaining_of(store, owned_sid) <= 86_400
+        await anonymous.get("/read")
+        await owned.get("/read")
