@@ -68,7 +68,9 @@ class Policy:
             return True
         blueprint, dot, _ = endpoint.rpartition(".")
         return bool(dot) and any(
-            blueprint == name[:-1] or blueprint.startswith(name) for name in self.skip if name.endswith(".")
+            blueprint == name[:-1] or blueprint.startswith(name)
+            for name in self.skip
+            if name.endswith(".")
         )
 
     def cookie_options(self, request: BaseRequestWebsocket) -> Mapping[str, Any]:
