@@ -6,8 +6,8 @@ express-session's logic (and our deviations) can be read, and tested, as a table
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from enum import Enum
+from typing import NamedTuple
 
 __all__ = ["CookieAction", "Decision", "Facts", "Rules", "StoreAction", "decide"]
 
@@ -29,8 +29,7 @@ class CookieAction(Enum):
     CLEAR = "clear"
 
 
-@dataclass(frozen=True, slots=True)
-class Rules:
+class Rules(NamedTuple):
     """The options that shape the decision (see `Policy`)."""
 
     resave: bool = False
@@ -39,8 +38,7 @@ class Rules:
     unset_destroys: bool = False
 
 
-@dataclass(frozen=True, slots=True)
-class Facts:
+class Facts(NamedTuple):
     """What one request did to its session, as seen at the end of it."""
 
     status: int | None = 200  # None: a websocket, which has no response to carry a cookie
@@ -61,8 +59,7 @@ class Facts:
     can_renew: bool = True  # the store slides expiries (not disable_touch/disable_ttl)
 
 
-@dataclass(frozen=True, slots=True)
-class Decision:
+class Decision(NamedTuple):
     """The store action, the cookie action, and whether a failed store action must fail the response."""
 
     store: StoreAction = StoreAction.NOTHING

@@ -14,7 +14,7 @@ from werkzeug.exceptions import HTTPException
 from .cookie import Cookie
 from .decision import CookieAction, Decision, StoreAction, decide
 from .errors import SessionNotFound, SessionTooLarge, SessionUnavailable, StoreUnavailable
-from .expiry import Renewal, is_expired, now_ms
+from .expiry import Renewal, now_ms
 from .policy import Policy
 from .record import RESERVED, change_between, dump_record, parse_record
 from .serialization import dump_data, dump_json
@@ -133,7 +133,7 @@ class SessionEngine(SessionInterface):
         elif decision.cookie is CookieAction.CLEAR:
             response.headers.add("Set-Cookie", session.cookie.clear_header(name))
         if state.cookie_id is not None or decision.cookie is not CookieAction.NOTHING:
-            response.vary.add("Cookie")
+            _vary_on_cookie(response)
 
     # ------------------------------------------------------------------ reading
 
@@ -164,7 +164,8 @@ class SessionEngine(SessionInterface):
         if parsed is None or cookie is None:
             logger.warning("session record %s… is unreadable; starting a new session", sid[:6])
             return None
-        if cookie.expires is not None and is_expired(raw, now_ms()):
+        expires = cookie.expires_ms
+        if expires is not None and expires <= now_ms():
             return None  # its cookie expired a moment ago: the truth is cookie.expires, to the ms
         return cookie, parsed.owner, parsed.data
 
@@ -313,3 +314,13 @@ class SessionEngine(SessionInterface):
             response.headers.add(key, value)
         response.headers.setdefault("Retry-After", str(self.policy.retry_after))
         response.set_data(body)
+
+
+def _vary_on_cookie(response: AnyResponse) -> None:
+    """Add Cookie to Vary (cheaper than werkzeug's parsed `response.vary` on every request)."""
+    headers = response.headers
+    vary = headers.getlist("Vary")  # .get() raises and catches a KeyError when it is missing
+    if not vary:
+        headers["Vary"] = "Cookie"
+    elif "cookie" not in ",".join(vary).lower():
+        headers["Vary"] = ", ".join([*vary, "Cookie"])

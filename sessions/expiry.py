@@ -12,13 +12,14 @@ from __future__ import annotations
 import math
 import re
 import time
-from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import NamedTuple
 
 from .record import OWNER_KEY, fields
 from .serialization import raw_decode
 
 __all__ = [
+    "Layout",
     "Renewal",
     "deadline",
     "effective_deadline",
@@ -37,8 +38,7 @@ _COOKIE_HEAD = '{"cookie":{'
 _EXPIRES_VALUE = re.compile(r'("expires"[ \t\n\r]*:[ \t\n\r]*)(?:"[^"]*"|null)')
 
 
-@dataclass(frozen=True, slots=True)
-class Renewal:
+class Renewal(NamedTuple):
     """How a read slides the expiry, computed once per request by the engine."""
 
     now_ms: int
@@ -46,15 +46,32 @@ class Renewal:
     anonymous_idle_ms: int
 
 
+class Layout(NamedTuple):
+    """Where a record keeps what a renewal changes, found once when the record is written."""
+
+    persistent: bool  # cookie.expires is set
+    expires_at: int | None  # byte offset of its 24 characters (None: null, or written oddly)
+    original_ms: float | None  # cookie.originalMaxAge
+    owned: bool  # has a top-level "_owner"
+
+
 def now_ms() -> int:
     """The wall clock in epoch milliseconds, the unit of every expiry."""
     return time.time_ns() // 1_000_000
 
 
+# The last second formatted, shared by every request in it; one tuple, replaced whole (threads).
+_last_second: tuple[int, str] = (-1, "")
+
+
 def iso_from_ms(ms: int) -> str:
     """``2026-11-29T13:53:21.123Z``: the form ``Date.prototype.toJSON`` writes."""
+    global _last_second
     seconds, millis = divmod(ms, 1000)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{millis:03d}Z"
+    cached = _last_second
+    if cached[0] != seconds:
+        cached = _last_second = (seconds, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)))
+    return f"{cached[1]}.{millis:03d}Z"
 
 
 def ms_from_iso(text: str) -> int | None:
@@ -174,3 +191,28 @@ def effective_deadline(raw: bytes, deadline_ms: int | None) -> int | None:
     if expires is None:
         return deadline_ms
     return expires if deadline_ms is None else min(expires, deadline_ms)
+
+
+def layout_of(raw: bytes) -> Layout | None:
+    """Where `raw`'s cookie.expires sits and what a renewal needs; None when it is unreadable."""
+    try:
+        text = raw.decode()
+        found = _cookie(text)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    if found is None:
+        return None
+    cookie, start, end = found
+    original = cookie.get("originalMaxAge")
+    original_ms = (
+        None if isinstance(original, bool) or not isinstance(original, int | float) else original
+    )
+    expires_at = None
+    stated = cookie.get("expires")
+    if isinstance(stated, str) and len(stated) == ISO_LENGTH and ms_from_iso(stated) is not None:
+        match = _EXPIRES_VALUE.search(text, start, end)
+        # Offsets in bytes: the record may hold any UTF-8 before the cookie's expiry.
+        if match is not None:
+            expires_at = len(text[: match.end(1) + 1].encode())
+    owned = any(field.key == OWNER_KEY for field in fields(text))
+    return Layout(isinstance(stated, str), expires_at, original_ms, owned)

@@ -18,6 +18,8 @@ if TYPE_CHECKING:
 __all__ = ["Policy"]
 
 CookieOptions = Mapping[str, Any] | Callable[["BaseRequestWebsocket"], Mapping[str, Any]]
+_UNKNOWN = object()
+_VERIFIED_CAP = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +57,8 @@ class Policy:
     #: Requests no route matches (404, 405) use no session.
     skip_not_found: bool = True
     rules: Rules = field(init=False)
+    #: Cookie headers already parsed and verified: a returning browser sends the same one.
+    verified: dict[str, tuple[str, int] | None] = field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         rules = Rules(self.resave, self.rolling, self.save_uninitialized, self.unset == "destroy")
@@ -113,5 +117,12 @@ class Policy:
         header = "; ".join(request.headers.getlist("Cookie"))
         if not header:
             return None
+        known = self.verified.get(header, _UNKNOWN)
+        if known is not _UNKNOWN:
+            return known  # type: ignore[return-value]
         value = read_cookie(header, self.name)
-        return None if value is None else verify(value, self.secrets)
+        found = None if value is None else verify(value, self.secrets)
+        if len(self.verified) >= _VERIFIED_CAP:
+            self.verified.clear()  # bounded: an attacker's stream of headers only empties it
+        self.verified[header] = found
+        return found

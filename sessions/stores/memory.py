@@ -3,9 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import AsyncIterator, Sequence
+from typing import NamedTuple
 
-from ..expiry import Renewal, effective_deadline, now_ms, renew_record
+from ..expiry import (
+    Layout,
+    Renewal,
+    effective_deadline,
+    iso_from_ms,
+    layout_of,
+    now_ms,
+    renew_record,
+)
 from ..record import Change, merge_record
 from .base import TTL, Store
 
@@ -13,6 +23,12 @@ __all__ = ["MemoryStore"]
 
 # Pruning walks the dict in slices this long, yielding to the event loop in between.
 _PRUNE_SLICE = 2000
+
+
+class _Entry(NamedTuple):
+    raw: bytes
+    deadline: int | None
+    layout: Layout | None  # found once per write, so that a renewal is a splice of 24 bytes
 
 
 class MemoryStore(Store):
@@ -29,24 +45,23 @@ class MemoryStore(Store):
 
     def __init__(self, *, ttl: TTL = 86400, prune_interval: float = 60.0) -> None:
         super().__init__(ttl=ttl)
-        self._records: dict[str, tuple[bytes, int | None]] = {}
+        self._records: dict[str, _Entry] = {}
         self._owners: dict[str, set[str]] = {}
         self._prune_interval_ms = int(prune_interval * 1000)
         self._next_prune = now_ms() + self._prune_interval_ms
         self._pruning: asyncio.Task[int] | None = None
 
-    def _live(self, sid: str, at: int) -> bytes | None:
+    def _live(self, sid: str, at: int) -> _Entry | None:
         entry = self._records.get(sid)
         if entry is None:
             return None
-        raw, deadline = entry
-        if deadline is not None and deadline <= at:
+        if entry.deadline is not None and entry.deadline <= at:
             del self._records[sid]
             return None
-        return raw
+        return entry
 
     def _put(self, sid: str, raw: bytes, deadline: int | None, at: int) -> None:
-        self._records[sid] = (raw, effective_deadline(raw, deadline))
+        self._records[sid] = _Entry(raw, effective_deadline(raw, deadline), layout_of(raw))
         if at >= self._next_prune and self._pruning is None:
             self._next_prune = at + self._prune_interval_ms
             self._pruning = asyncio.get_running_loop().create_task(self.purge_expired())
@@ -57,22 +72,38 @@ class MemoryStore(Store):
         if not task.cancelled():
             task.exception()
 
+    @staticmethod
+    def _renewed(entry: _Entry, renew: Renewal) -> _Entry:
+        """expiry.renew_record's rule, on the layout found at write time."""
+        raw, deadline, layout = entry
+        if layout is None:
+            return entry
+        if layout.persistent:
+            if layout.expires_at is None:  # an expiry written oddly: the general rule
+                renewed = renew_record(raw, renew)
+                if renewed is None or renewed[1] is None:
+                    return entry
+                return _Entry(renewed[0], renewed[1], layout)
+            if layout.original_ms is None:
+                return entry
+            deadline = math.floor(renew.now_ms + layout.original_ms)
+            at = layout.expires_at
+            raw = raw[:at] + iso_from_ms(deadline).encode() + raw[at + 24 :]
+            return _Entry(raw, deadline, layout)
+        idle = renew.idle_ms if layout.owned else renew.anonymous_idle_ms
+        return _Entry(raw, renew.now_ms + idle, layout)
+
     async def load(self, sid: str, renew: Renewal | None = None) -> bytes | None:
-        at = now_ms() if renew is None else renew.now_ms
-        raw = self._live(sid, at)
-        if raw is None or renew is None:
-            return raw
-        renewed = renew_record(raw, renew)
-        if renewed is None:
-            del self._records[sid]
+        entry = self._live(sid, now_ms() if renew is None else renew.now_ms)
+        if entry is None:
             return None
-        if renewed[1] is not None:
-            self._records[sid] = (renewed[0], renewed[1])
-        return renewed[0]
+        if renew is not None:
+            entry = self._records[sid] = self._renewed(entry, renew)
+        return entry.raw
 
     async def load_many(self, sids: Sequence[str]) -> list[bytes | None]:
         at = now_ms()
-        return [self._live(sid, at) for sid in sids]
+        return [None if (entry := self._live(sid, at)) is None else entry.raw for sid in sids]
 
     async def write(self, sid: str, record: bytes, expires_ms: int | None) -> None:
         self._put(sid, record, expires_ms, now_ms())
@@ -82,7 +113,7 @@ class MemoryStore(Store):
         current = self._live(sid, at)
         if current is None:
             return None
-        merged = merge_record(current, change)
+        merged = merge_record(current.raw, change)
         self._put(sid, merged, expires_ms, at)
         return merged
 
@@ -95,8 +126,8 @@ class MemoryStore(Store):
 
     async def scan(self, batch: int = 500) -> AsyncIterator[list[str]]:
         at, found = now_ms(), []
-        for sid, (_, deadline) in list(self._records.items()):
-            if deadline is None or deadline > at:
+        for sid, entry in list(self._records.items()):
+            if entry.deadline is None or entry.deadline > at:
                 found.append(sid)
                 if len(found) >= batch:
                     yield found
@@ -106,7 +137,7 @@ class MemoryStore(Store):
 
     async def deadlines(self, sids: Sequence[str]) -> list[int | None]:
         at = now_ms()
-        return [None if self._live(sid, at) is None else self._records[sid][1] for sid in sids]
+        return [None if (entry := self._live(sid, at)) is None else entry.deadline for sid in sids]
 
     async def purge_expired(self) -> int:
         """Drop expired entries, a slice at a time so that requests keep being served meanwhile."""
@@ -115,7 +146,7 @@ class MemoryStore(Store):
             at = now_ms()
             for sid in sids[offset : offset + _PRUNE_SLICE]:
                 entry = self._records.get(sid)
-                if entry is not None and entry[1] is not None and entry[1] <= at:
+                if entry is not None and entry.deadline is not None and entry.deadline <= at:
                     del self._records[sid]
                     purged += 1
             await asyncio.sleep(0)

@@ -6,8 +6,6 @@ No store and no app: `decide` is a pure function.
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import pytest
 
 from sessions.decision import CookieAction, Decision, Facts, Rules, StoreAction, decide
@@ -22,14 +20,19 @@ SET, CLEAR, NO_COOKIE = CookieAction.SET, CookieAction.CLEAR, CookieAction.NOTHI
 
 DEFAULT = Rules()  # resave False, rolling False, save_uninitialized False, unset keep
 NEW = Facts(new=True)  # a request without a (valid) cookie, nothing done to its session
-LOADED = Facts(new=False, saved=True, had_cookie=True)  # a session read from the store, untouched
-LOADED_RENEWED = replace(LOADED, renewed=True)  # ... whose read already slid its expiry
+LOADED = Facts(new=False, saved=True, had_cookie=True)
+
+
+def _replace(facts: Facts, **changes: object) -> Facts:
+    return facts._replace(**changes)
+  # a session read from the store, untouched
+LOADED_RENEWED = _replace(LOADED, renewed=True)  # ... whose read already slid its expiry
 
 
 ROWS: list[tuple[str, Rules, Facts, Decision]] = [
     # express: shouldSave / shouldSetCookie for a new session
     ("new, untouched: nothing stored, no cookie (10.6)", DEFAULT, NEW, Decision()),
-    ("new, given data: stored and sent (10.7)", DEFAULT, replace(NEW, modified=True),
+    ("new, given data: stored and sent (10.7)", DEFAULT, _replace(NEW, modified=True),
      Decision(WRITE, SET, essential=True)),
     ("new, untouched, saveUninitialized: stored and sent, quietly (10.8)",
      Rules(save_uninitialized=True), NEW, Decision(WRITE, SET, essential=False)),
@@ -42,24 +45,24 @@ ROWS: list[tuple[str, Rules, Facts, Decision]] = [
     ("loaded, unchanged, resave: written again, quietly (10.9)", Rules(resave=True), LOADED,
      Decision(WRITE, NO_COOKIE, essential=False)),
     ("loaded, changed, persistent cookie: stored and re-sent (10.10)", DEFAULT,
-     replace(LOADED, saved=False, modified=True, has_expiry=True),
+     _replace(LOADED, saved=False, modified=True, has_expiry=True),
      Decision(WRITE, SET, essential=True)),
     ("loaded, changed, browser-session cookie: stored, not re-sent (10.11)", DEFAULT,
-     replace(LOADED, saved=False, modified=True), Decision(WRITE, NO_COOKIE, essential=True)),
+     _replace(LOADED, saved=False, modified=True), Decision(WRITE, NO_COOKIE, essential=True)),
     ("loaded, unchanged, rolling: cookie on every response (10.12)", Rules(rolling=True),
      LOADED_RENEWED, Decision(NO_STORE, SET)),
     ("loaded, only max_age changed: stored cookie kept in step, no Set-Cookie (express probe)",
-     DEFAULT, replace(LOADED_RENEWED, saved=False, cookie_changed=True, has_expiry=True),
+     DEFAULT, _replace(LOADED_RENEWED, saved=False, cookie_changed=True, has_expiry=True),
      Decision(WRITE, NO_COOKIE, essential=True)),
     ("loaded, store cannot renew (disable_touch): nothing", DEFAULT,
-     replace(LOADED, can_renew=False), Decision()),
+     _replace(LOADED, can_renew=False), Decision()),
     # save() during the request
     ("new, save() called, unchanged after: no second write, cookie sent (10.28)", DEFAULT,
-     replace(NEW, modified=True, saved=True, written=True), Decision(NO_STORE, SET)),
+     _replace(NEW, modified=True, saved=True, written=True), Decision(NO_STORE, SET)),
     ("new, save() called, changed after: the later change is stored too", DEFAULT,
-     replace(NEW, modified=True, written=True), Decision(WRITE, SET, essential=True)),
+     _replace(NEW, modified=True, written=True), Decision(WRITE, SET, essential=True)),
     ("loaded, save() called, resave: the save counts", Rules(resave=True),
-     replace(LOADED, saved=True, written=True), Decision(NO_STORE)),
+     _replace(LOADED, saved=True, written=True), Decision(NO_STORE)),
     # regenerate: a new id is always modified (express), so stored and sent
     ("regenerated, empty: stored and sent (10.25)", DEFAULT,
      Facts(new=True, modified=True, had_cookie=True), Decision(WRITE, SET, essential=True)),
@@ -73,29 +76,29 @@ ROWS: list[tuple[str, Rules, Facts, Decision]] = [
      Decision(WRITE, SET, essential=True)),
     # unset (express's req.session = null)
     ("unset, keep: the record stays, no cookie (10.27)", DEFAULT,
-     replace(LOADED, unset=True, modified=True), Decision()),
+     _replace(LOADED, unset=True, modified=True), Decision()),
     ("unset, destroy: the record is deleted, no cookie (10.27)", Rules(unset_destroys=True),
-     replace(LOADED, unset=True, modified=True), Decision(DELETE)),
+     _replace(LOADED, unset=True, modified=True), Decision(DELETE)),
     # ours: a failed request does not half-commit
     ("a 5xx discards the request's changes", DEFAULT,
-     replace(LOADED, saved=False, modified=True, has_expiry=True, status=500), Decision()),
+     _replace(LOADED, saved=False, modified=True, has_expiry=True, status=500), Decision()),
     ("a 5xx after save(): the saved part stands, the cookie is sent", DEFAULT,
-     replace(NEW, modified=True, saved=True, written=True, status=503), Decision(NO_STORE, SET)),
-    ("a 4xx saves as usual", DEFAULT, replace(NEW, modified=True, status=404),
+     _replace(NEW, modified=True, saved=True, written=True, status=503), Decision(NO_STORE, SET)),
+    ("a 4xx saves as usual", DEFAULT, _replace(NEW, modified=True, status=404),
      Decision(WRITE, SET, essential=True)),
     # ours: a Secure cookie on plain HTTP
     ("secure cookie on HTTP, new: neither stored nor sent (no orphans)", DEFAULT,
-     replace(NEW, modified=True, sendable=False), Decision()),
+     _replace(NEW, modified=True, sendable=False), Decision()),
     ("secure cookie on HTTP, loaded: still stored, not sent (10.22)", DEFAULT,
-     replace(LOADED, saved=False, modified=True, has_expiry=True, sendable=False),
+     _replace(LOADED, saved=False, modified=True, has_expiry=True, sendable=False),
      Decision(WRITE, NO_COOKIE, essential=True)),
     # ours: a cookie verified by a fallback secret is signed again with the current one
-    ("loaded with an old secret: re-signed", DEFAULT, replace(LOADED_RENEWED, resign=True),
+    ("loaded with an old secret: re-signed", DEFAULT, _replace(LOADED_RENEWED, resign=True),
      Decision(NO_STORE, SET)),
     ("loaded with an old secret, insecure Secure cookie: not sent", DEFAULT,
-     replace(LOADED_RENEWED, resign=True, sendable=False), Decision()),
+     _replace(LOADED_RENEWED, resign=True, sendable=False), Decision()),
     # a websocket has no response: the same store decision, the cookie is the engine's business
-    ("websocket, changed: stored", DEFAULT, replace(LOADED, saved=False, modified=True, status=None),
+    ("websocket, changed: stored", DEFAULT, _replace(LOADED, saved=False, modified=True, status=None),
      Decision(WRITE, NO_COOKIE, essential=True)),
 ]  # fmt: skip
 
