@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
@@ -37,6 +38,31 @@ def _to_ms(value: float | timedelta) -> int | float:
     else:
         ms = round(value * 1000, 3)  # microsecond precision, without float noise like 1004.9999
     return int(ms) if float(ms).is_integer() else ms
+
+
+_encode_text = json.JSONEncoder(ensure_ascii=False).encode
+
+
+def _text(value: str) -> str:
+    return _encode_text(value)
+
+
+def _number(value: float) -> str:
+    return _encode_text(value)
+
+
+# The HTTP date of the last second written, shared by every response in it (one tuple, replaced whole).
+_last_http_date: tuple[int, str] = (-1, "")
+
+
+def _http_date(moment: datetime) -> str:
+    global _last_http_date
+    seconds = int(moment.timestamp())
+    cached = _last_http_date
+    if cached[0] != seconds:
+        text = format_datetime(datetime.fromtimestamp(seconds, UTC), usegmt=True)
+        cached = _last_http_date = (seconds, text)
+    return cached[1]
 
 
 def _iso(moment: datetime) -> str:
@@ -158,6 +184,35 @@ class Cookie:
             data["sameSite"] = self.same_site
         return data
 
+    def to_json_text(self) -> str:
+        """`to_json()` as compact JSON text, written directly (it is built on every write)."""
+        original = self._original_max_age
+        parts = ['{"originalMaxAge":', "null" if original is None else _number(original)]
+        if self.partitioned is not None:
+            parts.append(',"partitioned":' + ("true" if self.partitioned else "false"))
+        if self.priority is not None:
+            parts.append(',"priority":' + _text(self.priority))
+        expires = self._expires
+        parts.append(',"expires":' + ("null" if expires is None else f'"{_iso(expires)}"'))
+        if self.secure is not None:
+            parts.append(',"secure":' + ("true" if self.secure else "false"))
+        parts.append(',"httpOnly":' + ("true" if self.http_only else "false"))
+        if self.domain is not None:
+            parts.append(',"domain":' + _text(self.domain))
+        parts.append(',"path":' + _text(self.path))
+        same_site = self.same_site
+        if same_site is not None:
+            parts.append(
+                ',"sameSite":'
+                + (
+                    _text(same_site)
+                    if isinstance(same_site, str)
+                    else ("true" if same_site else "false")
+                )
+            )
+        parts.append("}")
+        return "".join(parts)
+
     @property
     def expires(self) -> datetime | None:
         return self._expires
@@ -230,7 +285,7 @@ class Cookie:
         if self.path:
             parts.append(f"Path={self.path}")
         if self._expires is not None:
-            parts.append(f"Expires={format_datetime(self._expires.astimezone(UTC), usegmt=True)}")
+            parts.append(f"Expires={_http_date(self._expires)}")
         if self.http_only:
             parts.append("HttpOnly")
         if self.secure:

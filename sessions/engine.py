@@ -17,7 +17,7 @@ from .errors import SessionNotFound, SessionTooLarge, SessionUnavailable, StoreU
 from .expiry import Renewal, now_ms
 from .policy import Policy
 from .record import RESERVED, change_between, dump_record, parse_record
-from .serialization import dump_data, dump_json
+from .serialization import dump_data
 from .session import OutOfScopeSession, Session, SkippedSession, state_of
 from .signing import encode_cookie_value
 from .state import SessionState
@@ -201,7 +201,7 @@ class SessionEngine(SessionInterface):
         for key in RESERVED:
             if key in session:
                 raise KeyError(f"session[{key!r}] is reserved for the stored record")
-        record = dump_record(dump_json(session.cookie.to_json()), session.owner, data_json)
+        record = dump_record(session.cookie.to_json_text(), session.owner, data_json)
         if len(record) > self.policy.max_size:
             raise SessionTooLarge(
                 f"session {session.id[:6]}… is {len(record)} bytes serialized, over max_size="
@@ -235,8 +235,10 @@ class SessionEngine(SessionInterface):
             await self.store.write(session.id, record, expires)
             raw: bytes | None = record
         else:
-            cookie_text = dump_json(session.cookie.to_json())
+            cookie_text = session.cookie.to_json_text()
             change = change_between(state.stored, cookie_text, session.owner, session)
+            # A store that merges in this process may take `record` when nothing changed underneath.
+            change = change._replace(base=state.stored, result=record)
             raw = await self.store.apply(session.id, change, expires)
         if raw is None:
             # Destroyed (a logout elsewhere) or expired during the request: never resurrect it.

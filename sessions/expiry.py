@@ -24,6 +24,8 @@ __all__ = [
     "deadline",
     "effective_deadline",
     "is_expired",
+    "is_owned",
+    "layout_of",
     "iso_from_ms",
     "ms_from_iso",
     "now_ms",
@@ -33,6 +35,8 @@ __all__ = [
 ]
 
 ISO_LENGTH = len("2026-01-01T00:00:00.000Z")
+#: 9999-12-31T23:59:59.999Z: a later expiry has no 24-character ISO form (express writes null).
+LAST_MS = 253_402_300_799_999
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _COOKIE_HEAD = '{"cookie":{'
 _EXPIRES_VALUE = re.compile(r'("expires"[ \t\n\r]*:[ \t\n\r]*)(?:"[^"]*"|null)')
@@ -49,10 +53,11 @@ class Renewal(NamedTuple):
 class Layout(NamedTuple):
     """Where a record keeps what a renewal changes, found once when the record is written."""
 
+    expires_ms: int | None  # cookie.expires (None: a browser-session cookie, or unreadable)
     persistent: bool  # cookie.expires is set
     expires_at: int | None  # byte offset of its 24 characters (None: null, or written oddly)
     original_ms: float | None  # cookie.originalMaxAge
-    owned: bool  # has a top-level "_owner"
+    owned: bool | None = None  # has a top-level "_owner" (None: not looked for yet)
 
 
 def now_ms() -> int:
@@ -143,6 +148,8 @@ def renew_record(raw: bytes, renewal: Renewal) -> tuple[bytes, int | None] | Non
         if isinstance(original, bool) or not isinstance(original, int | float):
             return raw, expires_ms
         deadline = math.floor(renewal.now_ms + original)
+        if deadline > LAST_MS:
+            return raw, expires_ms
         return _stamped(text, start, end, deadline), deadline
     return raw, record_deadline(text, renewal.now_ms, renewal.idle_ms, renewal.anonymous_idle_ms)
 
@@ -207,12 +214,20 @@ def layout_of(raw: bytes) -> Layout | None:
     original_ms = (
         None if isinstance(original, bool) or not isinstance(original, int | float) else original
     )
-    expires_at = None
     stated = cookie.get("expires")
-    if isinstance(stated, str) and len(stated) == ISO_LENGTH and ms_from_iso(stated) is not None:
+    expires_ms = ms_from_iso(stated) if isinstance(stated, str) else None
+    expires_at = None
+    if expires_ms is not None and len(stated) == ISO_LENGTH:  # type: ignore[arg-type]
         match = _EXPIRES_VALUE.search(text, start, end)
         # Offsets in bytes: the record may hold any UTF-8 before the cookie's expiry.
         if match is not None:
             expires_at = len(text[: match.end(1) + 1].encode())
-    owned = any(field.key == OWNER_KEY for field in fields(text))
-    return Layout(isinstance(stated, str), expires_at, original_ms, owned)
+    return Layout(expires_ms, isinstance(stated, str), expires_at, original_ms)
+
+
+def is_owned(raw: bytes) -> bool:
+    """Whether the record has a top-level "_owner" (a signed-in session)."""
+    try:
+        return any(field.key == OWNER_KEY for field in fields(raw.decode()))
+    except (ValueError, UnicodeDecodeError):
+        return False

@@ -11,7 +11,7 @@ import json
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from .serialization import dump_json, load_json, raw_decode
 
@@ -33,13 +33,18 @@ _SPACE = re.compile(r"[ \t\n\r]*")
 _scan_string: Callable[[str, int], tuple[str, int]] = json.decoder.scanstring  # type: ignore[attr-defined]
 
 
-@dataclass(frozen=True, slots=True)
-class Change:
-    """One request's delta against the record it loaded, merged into the current record by the store."""
+class Change(NamedTuple):
+    """One request's delta against the record it loaded, merged into the current record by the store.
+
+    `base` and `result` are a shortcut: when the current record is still `base` (what the request
+    loaded), the merge gives `result`, so a store that merges in this process may store it as is.
+    """
 
     cookie: str
     assign: tuple[tuple[str, str], ...] = ()
     remove: frozenset[str] = frozenset()
+    base: bytes | None = None
+    result: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,10 +117,17 @@ def fields(text: str) -> list[Field]:
 
 
 def merge_record(current: bytes, change: Change) -> bytes:
-    """`change` applied on top of `current`: kept members keep their bytes and order; new ones go last."""
+    """`change` applied on top of `current`: kept members keep their bytes and order; new ones go
+    last, but for a new owner, which goes right after the cookie."""
+    if change.result is not None and current == change.base:
+        return change.result
     assigned = dict(change.assign)
     parts = ['{"cookie":', change.cookie]
-    for field in fields(current.decode()):
+    members = fields(current.decode())
+    if OWNER_KEY in assigned and all(field.key != OWNER_KEY for field in members):
+        # A newly assigned owner goes right after the cookie, where readers look for it first.
+        parts += [f',"{OWNER_KEY}":', assigned.pop(OWNER_KEY)]
+    for field in members:
         if field.key == "cookie" or field.key in change.remove:
             continue
         value = assigned.pop(field.key, None)

@@ -15,6 +15,7 @@ __all__ = ["encode_cookie_value", "read_cookie", "sign", "unsign", "verify"]
 _URI_COMPONENT_SAFE = "-_.!~*'()"
 MAX_COOKIE_VALUE = 4096
 _BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
+_PLAIN = re.compile(r"[A-Za-z0-9_-]+")
 
 
 def _bytes(text: str) -> bytes:
@@ -58,6 +59,10 @@ def unsign(value: str, secrets: Sequence[bytes]) -> str | None:
 
 def encode_cookie_value(sid: str, secret: bytes) -> str:
     """The signed id exactly as express-session writes it into Set-Cookie."""
+    if _PLAIN.fullmatch(sid):
+        # What encodeURIComponent changes in an id of [A-Za-z0-9_-] and a base64 signature.
+        mac = _mac(sid, secret).replace("+", "%2B").replace("/", "%2F")
+        return f"s%3A{sid}.{mac}"
     return quote(sign(sid, secret), safe=_URI_COMPONENT_SAFE)
 
 

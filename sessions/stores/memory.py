@@ -8,9 +8,10 @@ from collections.abc import AsyncIterator, Sequence
 from typing import NamedTuple
 
 from ..expiry import (
+    LAST_MS,
     Layout,
     Renewal,
-    effective_deadline,
+    is_owned,
     iso_from_ms,
     layout_of,
     now_ms,
@@ -61,7 +62,11 @@ class MemoryStore(Store):
         return entry
 
     def _put(self, sid: str, raw: bytes, deadline: int | None, at: int) -> None:
-        self._records[sid] = _Entry(raw, effective_deadline(raw, deadline), layout_of(raw))
+        layout = layout_of(raw)
+        expires = None if layout is None else layout.expires_ms
+        if expires is not None:  # never outlive the cookie
+            deadline = expires if deadline is None else min(deadline, expires)
+        self._records[sid] = _Entry(raw, deadline, layout)
         if at >= self._next_prune and self._pruning is None:
             self._next_prune = at + self._prune_interval_ms
             self._pruning = asyncio.get_running_loop().create_task(self.purge_expired())
@@ -87,10 +92,17 @@ class MemoryStore(Store):
             if layout.original_ms is None:
                 return entry
             deadline = math.floor(renew.now_ms + layout.original_ms)
+            if deadline > LAST_MS:
+                return entry
             at = layout.expires_at
             raw = raw[:at] + iso_from_ms(deadline).encode() + raw[at + 24 :]
             return _Entry(raw, deadline, layout)
-        idle = renew.idle_ms if layout.owned else renew.anonymous_idle_ms
+        idle = renew.idle_ms
+        if idle != renew.anonymous_idle_ms:
+            if layout.owned is None:
+                layout = layout._replace(owned=is_owned(raw))
+            if not layout.owned:
+                idle = renew.anonymous_idle_ms
         return _Entry(raw, renew.now_ms + idle, layout)
 
     async def load(self, sid: str, renew: Renewal | None = None) -> bytes | None:

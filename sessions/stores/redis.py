@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import weakref
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -224,7 +225,9 @@ class RedisStore(Store):
     async def apply(self, sid: str, change: Change, expires_ms: int | None) -> bytes | None:
         at = now_ms()
         ttl = "" if expires_ms is None else max(expires_ms - at, 1)
-        args: list[Any] = [iso_from_ms(at), ttl, change.cookie, len(change.remove)]
+        base = "" if change.base is None else hashlib.sha1(change.base).hexdigest()
+        result = b"" if change.base is None or change.result is None else change.result
+        args: list[Any] = [iso_from_ms(at), ttl, change.cookie, base, result, len(change.remove)]
         args += [dump_json(key) for key in change.remove]
         for key, text in change.assign:
             args += [dump_json(key), text]

@@ -126,17 +126,54 @@ local function cookie_of(s, found, now_iso)
   end
   return {expires = expires, original = member(inner, 'originalMaxAge'), expired = expired}
 end
--- The record under `key`, its members and its cookie; false when missing, or expired (then deleted).
+-- The common layout (express's and ours: the cookie first, its originalMaxAge first, "expires"
+-- in it) read without scanning the data: the cookie as cookie_of gives it, plus where it ends.
+local function cookie_fast(s, now_iso)
+  if string.sub(s, 1, 11) ~= '{"cookie":{' then return nil end
+  local stop = value_end(s, 11)
+  if not stop then return nil end
+  local at = string.find(s, '"expires":', 12, true)
+  if not at or at > stop then return nil end
+  local start = at + 10
+  local expires = nil
+  if string.sub(s, start, start) == '"' then
+    local close = string_end(s, start)
+    if not close or close > stop then return nil end
+    expires = {'"expires"', start, close}
+  elseif string.sub(s, start, start + 3) ~= 'null' then
+    return nil
+  end
+  local original = nil
+  if string.sub(s, 12, 28) == '"originalMaxAge":' then
+    local o_start, o_stop = string.find(s, '^[^,}]+', 29)
+    if o_start then original = {'"originalMaxAge"', o_start, o_stop + 1} end
+  end
+  local expired = false
+  if expires and expires[3] - expires[2] == 26 then
+    expired = string.sub(s, expires[2] + 1, expires[3] - 2) <= now_iso
+  end
+  return {expires = expires, original = original, expired = expired, stop = stop}
+end
+-- The record under `key` and its cookie (fast when it has the common layout); false when missing,
+-- or expired (then deleted).
 local function live(key, now_iso)
   local value = redis.call('GET', key)
   if not value then return false end
-  local found = members(value, 1)
-  local cookie = found and cookie_of(value, found, now_iso)
+  local cookie = cookie_fast(value, now_iso)
+  if not cookie then
+    local found = members(value, 1)
+    cookie = found and cookie_of(value, found, now_iso)
+  end
   if cookie and cookie.expired then
     redis.call('DEL', key)
     return false
   end
-  return value, found, cookie
+  return value, cookie
+end
+local function owned(value, cookie)
+  if cookie.stop and string.sub(value, cookie.stop, cookie.stop + 9) == ',"_owner":' then return true end
+  local found = members(value, 1)
+  return found ~= nil and member(found, '_owner') ~= nil
 end
 """
 
@@ -145,7 +182,7 @@ end
 LOAD = Script(
     _HELPERS
     + r"""
-local value, found, cookie = live(KEYS[1], ARGV[2])
+local value, cookie = live(KEYS[1], ARGV[2])
 if not value then return false end
 if not cookie or ARGV[5] ~= '1' then return value end
 local now = tonumber(ARGV[1])
@@ -153,6 +190,7 @@ if cookie.expires then
   local original = cookie.original and tonumber(string.sub(value, cookie.original[2], cookie.original[3] - 1))
   if not original or cookie.expires[3] - cookie.expires[2] ~= 26 then return value end
   local deadline = math.floor(now + original)
+  if deadline > 253402300799999 then return value end  -- past year 9999: no ISO instant for it
   if deadline <= now then
     redis.call('DEL', KEYS[1])
     return false
@@ -162,44 +200,58 @@ if cookie.expires then
   return value
 end
 local idle = ARGV[3]
-if ARGV[3] ~= ARGV[4] and not member(found, '_owner') then idle = ARGV[4] end
+if ARGV[3] ~= ARGV[4] and not owned(value, cookie) then idle = ARGV[4] end
 redis.call('PEXPIRE', KEYS[1], idle)
 return value
 """
 )
 
-#: KEYS[1] the record; ARGV now_iso, ttl_ms ("" for none), cookie text, n, the n removed keys'
-#: JSON texts, then (key JSON text, value JSON text) pairs. The merged record, or false when gone.
+#: KEYS[1] the record; ARGV now_iso, ttl_ms ("" for none), cookie text, base SHA-1 (or ""),
+#: result (or ""), n, the n removed keys' JSON texts, then (key JSON text, value JSON text) pairs.
+#: The merged record, or false when gone. When the record is still the one the request loaded
+#: (its SHA-1 is the base's), the merge is `result`, stored as it is.
 APPLY = Script(
     _HELPERS
     + r"""
-local value, found = live(KEYS[1], ARGV[1])
-if not value or not found then return false end
-local removed, assigned, order = {}, {}, {}
-local count = tonumber(ARGV[4])
-for i = 5, 4 + count do removed[key_of(ARGV[i])] = true end
-for i = 5 + count, #ARGV, 2 do
-  local key = key_of(ARGV[i])
-  assigned[key] = ARGV[i + 1]
-  order[#order + 1] = {ARGV[i], key}
-end
-local out = {'{"cookie":', ARGV[3]}
-for _, m in ipairs(found) do
-  local key = key_of(m[1])
-  if key ~= 'cookie' and not removed[key] then
-    local text = assigned[key]
-    if text then assigned[key] = nil else text = string.sub(value, m[2], m[3] - 1) end
-    out[#out + 1] = ',' .. m[1] .. ':' .. text
+local value, cookie = live(KEYS[1], ARGV[1])
+if not value then return false end
+local merged
+if ARGV[4] ~= '' and redis.sha1hex(value) == ARGV[4] then
+  merged = ARGV[5]
+else
+  local found = members(value, 1)
+  if not found then return false end
+  local removed, assigned, order = {}, {}, {}
+  local count = tonumber(ARGV[6])
+  for i = 7, 6 + count do removed[key_of(ARGV[i])] = true end
+  for i = 7 + count, #ARGV, 2 do
+    local key = key_of(ARGV[i])
+    assigned[key] = ARGV[i + 1]
+    order[#order + 1] = {ARGV[i], key}
   end
-end
-for _, pair in ipairs(order) do
-  local text = assigned[pair[2]]
-  if text then
-    out[#out + 1] = ',' .. pair[1] .. ':' .. text
-    assigned[pair[2]] = nil
+  local out = {'{"cookie":', ARGV[3]}
+  -- A newly assigned owner goes right after the cookie, where readers look for it first.
+  if assigned['_owner'] and not member(found, '_owner') then
+    out[#out + 1] = ',"_owner":' .. assigned['_owner']
+    assigned['_owner'] = nil
   end
+  for _, m in ipairs(found) do
+    local key = key_of(m[1])
+    if key ~= 'cookie' and not removed[key] then
+      local text = assigned[key]
+      if text then assigned[key] = nil else text = string.sub(value, m[2], m[3] - 1) end
+      out[#out + 1] = ',' .. m[1] .. ':' .. text
+    end
+  end
+  for _, pair in ipairs(order) do
+    local text = assigned[pair[2]]
+    if text then
+      out[#out + 1] = ',' .. pair[1] .. ':' .. text
+      assigned[pair[2]] = nil
+    end
+  end
+  merged = table.concat(out) .. '}'
 end
-local merged = table.concat(out) .. '}'
 if ARGV[2] == '' then
   redis.call('SET', KEYS[1], merged)
 else

@@ -300,3 +300,10 @@ async def test_failures_are_store_unavailable_never_a_raw_error(
     }
     with pytest.raises(StoreUnavailable):
         await calls[method]()
+
+
+async def test_renewing_past_the_year_9999_leaves_the_record_as_it_is(store: Store) -> None:
+    """No 24-character ISO instant exists for it (express's toJSON would give null); never a 500."""
+    raw = record(now_ms() + 5_000, original=1e21)
+    await store.write("a", raw, now_ms() + 5_000)
+    assert await store.load("a", renewal()) == raw
