@@ -43,13 +43,30 @@ def quote_identifier(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+def _readable(sess: str) -> str:
+    """`sess` for PostgreSQL's json operators, which refuse a record holding a \\u0000 escape.
+
+    The json type stores such a record (JSON.stringify writes one for a NUL character), but the
+    operators cannot unescape it to text; they read a copy with that escape replaced. Only what
+    the statements inspect (the cookie, the "_owner" key) is read from it: the record written
+    back is always the stored text.
+    """
+    return (
+        f"(CASE WHEN strpos({sess}::text, '\\u0000') = 0 THEN {sess}"
+        f" ELSE replace({sess}::text, '\\u0000', '\\u0001')::json END)"
+    )
+
+
+_S = _readable("s.sess")
+
+
 def _live(now_ms: str, now_iso: str) -> str:
     """The row `s` is alive at that moment: its `expire`, and its cookie's expiry to the ms.
 
     `now_iso` is the JSON text of now (quoted): a cookie's `expires` is compared as JSON text,
     extracted once per use, a non-string one (null) leaving the row to its `expire`.
     """
-    expires = "(s.sess -> 'cookie' -> 'expires')::text"
+    expires = f"({_S} -> 'cookie' -> 'expires')::text"
     return (
         f"s.expire > to_timestamp({now_ms}::bigint / 1000.0)"
         f" AND coalesce({expires} !~ '^\"'"
@@ -94,16 +111,16 @@ class Statements:
         # does not begin with its cookie, as every record express or we write does).
         at = (
             "CASE WHEN starts_with(s.sess::text, '{\"cookie\":{')"
-            " AND json_typeof(s.sess -> 'cookie' -> 'expires') = 'string'"
+            f" AND json_typeof({_S} -> 'cookie' -> 'expires') = 'string'"
             ' THEN strpos(s.sess::text, \'"expires":"\') + 11 ELSE 0 END'
         )
         self.renew = f"""UPDATE {t} AS s SET (sess, expire) = (
   SELECT CASE WHEN k.ms IS NULL THEN s.sess ELSE overlay(k.t placing {_ISO_OF_MS} from k.at for 24)::json END,
     CASE WHEN k.ms IS NOT NULL THEN to_timestamp(ceil(k.ms / 1000.0)) WHEN k.at > 0 THEN s.expire
-      ELSE to_timestamp(ceil(($2::bigint + CASE WHEN s.sess -> '_owner' IS NULL THEN $5::bigint ELSE $4::bigint END) / 1000.0)) END
+      ELSE to_timestamp(ceil(($2::bigint + CASE WHEN {_S} -> '_owner' IS NULL THEN $5::bigint ELSE $4::bigint END) / 1000.0)) END
   FROM (SELECT j.t, j.at, {_RENEWED_MS} AS ms
-    FROM (SELECT s.sess::text AS t, (s.sess -> 'cookie' -> 'originalMaxAge')::text AS m, {at} AS at) AS j) AS k)
-WHERE s.sid = $1 AND json_typeof(s.sess -> 'cookie') = 'object' AND {live}"""
+    FROM (SELECT s.sess::text AS t, ({_S} -> 'cookie' -> 'originalMaxAge')::text AS m, {at} AS at) AS j) AS k)
+WHERE s.sid = $1 AND json_typeof({_S} -> 'cookie') = 'object' AND {live}"""
         self.load_renew = self.renew + "\nRETURNING s.sess::text"
         self.load = f"SELECT s.sess::text FROM {t} AS s WHERE s.sid = $1 AND {live}"
         self.load_many = (
@@ -128,8 +145,20 @@ WHERE s.sid = $1 AND json_typeof(s.sess -> 'cookie') = 'object' AND {live}"""
     SELECT 1, a.o, a.k, a.v FROM unnest($3::text[], $4::text[]) WITH ORDINALITY AS a(k, v, o)
       WHERE NOT EXISTS (SELECT FROM json_each(s.sess) AS e WHERE e.key = a.k AND {kept})) AS m),
   expire = {_expire("$6")}
-WHERE s.sid = $1 AND json_typeof(s.sess) = 'object' AND {_live("$7", "$8")}
+WHERE s.sid = $1 AND json_typeof(s.sess) = 'object' AND strpos(s.sess::text, '\\u0000') = 0
+  AND {_live("$7", "$8")}
 RETURNING s.sess::text"""
+        # A record json_each cannot read (a \\u0000 escape) is merged by the store in Python and
+        # written back only if no one changed it in between: $1 sid, $2 now ms, $3 now JSON.
+        self.load_unmergeable = (
+            f"SELECT s.sess::text FROM {t} AS s WHERE s.sid = $1 AND json_typeof(s.sess) = 'object'"
+            f" AND strpos(s.sess::text, '\\u0000') > 0 AND {_live('$2', '$3')}"
+        )
+        # $1 sid, $2 the text it was read with, $3 the new text, $4 expires ms (NULL: never).
+        self.replace = (
+            f"UPDATE {t} AS s SET sess = $3::text::json, expire = {_expire('$4')}"
+            " WHERE s.sid = $1 AND s.sess::text = $2::text RETURNING s.sess::text"
+        )
         self.delete = f"DELETE FROM {t} WHERE sid = ANY ($1::varchar[])"
         # $1 the last id of the previous page ('' first), $2 page size, $3 now ms, $4 now JSON.
         self.scan = (
@@ -138,7 +167,7 @@ RETURNING s.sess::text"""
         )
         # The cookie's expiry (JSON text) and `expire` in epoch ms (NULL: infinity).
         self.deadlines = (
-            f"SELECT s.sid, (s.sess -> 'cookie' -> 'expires')::text, CASE WHEN isfinite(s.expire)"
+            f"SELECT s.sid, ({_S} -> 'cookie' -> 'expires')::text, CASE WHEN isfinite(s.expire)"
             " THEN (extract(epoch FROM s.expire::timestamptz) * 1000)::bigint END"
             f" FROM {t} AS s WHERE s.sid = ANY ($1::varchar[]) AND {_live('$2', '$3')}"
         )
@@ -152,15 +181,20 @@ RETURNING s.sess::text"""
         self.try_lock = f"SELECT pg_try_advisory_lock({lock_key})"
         self.unlock = f"SELECT pg_advisory_unlock({lock_key})"
         # The owner index: an expression index on the record's "_owner" (no companion table).
+        # Its expression reads `sess` as the statements do: a record Node stores with a NUL in it
+        # must not make the insert fail.
+        owner = f"({_readable('sess')} ->> '_owner')"
         self.create_owner_index = (
             f'CREATE INDEX CONCURRENTLY IF NOT EXISTS "IDX_session_owner" ON {t}'
-            " ((sess ->> '_owner')) WHERE (sess ->> '_owner') IS NOT NULL"
+            f" ({owner}) WHERE {owner} IS NOT NULL"
         )
-        self.owned = f"SELECT sid FROM {t} WHERE (sess ->> '_owner') = $1::text"
-        # A write that reaches the table, of a row no express id can name, expired at once.
+        self.owned = f"SELECT sid FROM {t} WHERE {owner} = $1::text"
+        # Readable, and writable: a read-write transaction that is given an id (which a standby,
+        # or a server that cannot write its WAL, refuses).
         self.ping = (
-            f"INSERT INTO {t} (sid, sess, expire) VALUES (' ping', '{{\"cookie\":{{}}}}', 'epoch')"
-            " ON CONFLICT (sid) DO UPDATE SET expire = 'epoch'"
+            f"SELECT (SELECT count(*) FROM (SELECT FROM {t} LIMIT 1) AS probe) >= 0"
+            " AND current_setting('transaction_read_only') = 'off'"
+            " AND pg_current_xact_id() IS NOT NULL"
         )
         self.setup_lock = (
             "SELECT pg_advisory_lock(hashtextextended('sessions setup ' || $1::text, 0))"
