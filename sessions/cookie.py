@@ -191,6 +191,28 @@ class Cookie:
     def original_max_age_ms(self) -> int | float | None:
         return self._original_max_age
 
+    def settings(self) -> tuple[Any, ...]:
+        """Everything a handler can change but the sliding expiry: what a store must keep in step."""
+        return (
+            self._original_max_age,
+            self._expires is None,
+            self.path,
+            self.domain,
+            self.http_only,
+            self.secure,
+            self.same_site,
+            self.partitioned,
+            self.priority,
+        )
+
+    @property
+    def expires_ms(self) -> int | None:
+        """`expires` in epoch milliseconds, the unit stores use."""
+        if self._expires is None:
+            return None
+        since = self._expires - _EPOCH
+        return since.days * 86_400_000 + since.seconds * 1000 + since.microseconds // 1000
+
     def reset_max_age(self) -> None:
         """Slide the expiry: expires = now + original_max_age (express's touch)."""
         if self._original_max_age is not None:

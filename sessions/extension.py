@@ -5,11 +5,13 @@ from __future__ import annotations
 import logging
 import secrets as _secrets
 from collections.abc import Callable, Mapping, Sequence
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from .cli import sessions_cli
 from .cookie import normalize_cookie_options
-from .engine import Policy, SessionEngine
+from .engine import SessionEngine
+from .policy import Policy
 from .stores.base import Store
 from .stores.memory import MemoryStore
 
@@ -40,6 +42,7 @@ DEFAULTS: dict[str, Any] = {
     "proxy": None,
     "max_size": 64 * 1024,
     "retry_after": 5,
+    "anonymous_ttl": None,
 }
 
 # Quart's own SESSION_COOKIE_* keys, mapped to our cookie options; used only where the app changed them.
@@ -94,6 +97,7 @@ class Sessions:
         genid: Callable[[BaseRequestWebsocket], str] | None = None,
         max_size: int | None = None,
         retry_after: int | None = None,
+        anonymous_ttl: int | timedelta | None = None,
     ) -> None:
         """Install the session engine on `app` (arguments override the constructor's)."""
         given = {k: v for k, v in locals().items() if k not in ("self", "app") and v is not None}
@@ -132,9 +136,11 @@ class Sessions:
             max_size=int(pick("max_size")),
             permanent_lifetime=app.permanent_session_lifetime,
             retry_after=int(pick("retry_after")),
+            anonymous_ttl=_seconds(pick("anonymous_ttl")),
         )
         if not callable(policy.genid):
             raise TypeError("genid must be a function of the request returning a str")
+        store.attach(app)
         self.store = store
         self.secrets = policy.secrets
         self.engine = SessionEngine(policy, store)
@@ -182,3 +188,12 @@ class Sessions:
             per_request = cookie
             return lambda request: {**defaults, **normalize_cookie_options(per_request(request))}
         return normalize_cookie_options({**defaults, **(cookie or {})})
+
+
+def _seconds(value: int | timedelta | None) -> int | None:
+    if value is None:
+        return None
+    seconds = int(value.total_seconds()) if isinstance(value, timedelta) else int(value)
+    if seconds <= 0:
+        raise ValueError(f"anonymous_ttl must be a positive number of seconds, not {value!r}")
+    return seconds

@@ -1,29 +1,19 @@
-"""The session object: a dict of JSON data plus its id, its cookie and express's methods."""
+"""The session a handler sees: a dict of JSON data, plus its id, cookie, owner and express's methods."""
 
 from __future__ import annotations
 
-from datetime import timedelta
-from typing import TYPE_CHECKING, Any, NoReturn, Protocol
+from typing import TYPE_CHECKING, Any, NoReturn
 
-from flask.sessions import SessionMixin
+from flask.sessions import NullSession, SessionMixin
 
 from .cookie import Cookie
 from .errors import SessionUnavailable
 from .serialization import dump_data
 
 if TYPE_CHECKING:
-    from quart.wrappers import BaseRequestWebsocket
+    from .state import SessionState
 
-__all__ = ["Session", "UnavailableSession"]
-
-
-class _Engine(Protocol):
-    permanent_lifetime: timedelta
-
-    async def regenerate(self, session: Session, keep_data: bool = False) -> None: ...
-    async def destroy(self, session: Session) -> None: ...
-    async def reload(self, session: Session) -> None: ...
-    async def save(self, session: Session) -> None: ...
+__all__ = ["OutOfScopeSession", "Session", "SkippedSession", "UnavailableSession", "state_of"]
 
 
 class Session(dict[str, Any], SessionMixin):
@@ -33,67 +23,40 @@ class Session(dict[str, Any], SessionMixin):
 
         session["visits"] = session.get("visits", 0) + 1
         session.cookie.max_age = timedelta(days=30)
-        await session.regenerate()       # new id, old record gone, data cleared
-        await session.destroy()          # record gone, browser cookie cleared
+        await session.regenerate()                  # new id, old record gone, data cleared
+        await session.regenerate(keep_data=True)    # new id, same data (after signing in)
+        await session.destroy()                     # record gone, browser cookie cleared
     """
+
+    accessed = True
 
     def __init__(
         self,
-        engine: _Engine,
-        request: BaseRequestWebsocket,
+        state: SessionState,
         sid: str,
         cookie: Cookie,
-        *,
-        cookie_id: str | None,
-        secure_request: bool,
         data: dict[str, Any] | None = None,
         owner: str | None = None,
-        raw: bytes | None = None,
     ) -> None:
         super().__init__(data or ())
         self.id = sid
         self.cookie = cookie
-        self.request = request
-        self.secure_request = secure_request
-        self._engine = engine
-        self._cookie_id = cookie_id
         self._owner = owner
-        self._raw = raw
-        self._unset = False
-        self._clear_cookie = False
-        self._destroyed = False
-        self._forced = False
-        self._explicitly_saved = False
-        self._finished = False
-        self._mark_original()
-        self._saved: tuple[str, str, str | None] | None = None
-        self._indexed_owner = owner if raw is not None else None
-        self._base = self._original_data
-
-    def _mark_original(self) -> None:
-        self._original_id = self.id
-        self._original_data = dump_data(self)
-        self._original_owner = self._owner
-        self._original_sliding = (self.cookie.original_max_age_ms, self.cookie.expires is None)
-
-    def _mark_saved(self, data_json: str) -> None:
-        self._saved = (self.id, data_json, self._owner)
+        self._state = state
 
     @property
     def new(self) -> bool:  # type: ignore[override]
         """True when the browser did not send this session's id (minted during this request)."""
-        return self._cookie_id != self.id
+        return self._state.is_new()
 
     @property
     def modified(self) -> bool:
         """True when the id, the owner or the data (nested values included) changed."""
-        return self._forced or self._is_modified(dump_data(self))
+        return self._state.is_modified(dump_data(self))
 
     @modified.setter
     def modified(self, value: bool) -> None:
-        self._forced = value
-
-    accessed = True
+        self._state.force_modified(value)
 
     @property
     def permanent(self) -> bool:
@@ -102,7 +65,7 @@ class Session(dict[str, Any], SessionMixin):
 
     @permanent.setter
     def permanent(self, value: bool) -> None:
-        self.cookie.max_age = self._engine.permanent_lifetime if value else None
+        self.cookie.max_age = self._state.permanent_lifetime() if value else None
 
     @property
     def owner(self) -> str | None:
@@ -115,32 +78,21 @@ class Session(dict[str, Any], SessionMixin):
             raise TypeError(f"session.owner must be a str or None, not {type(value).__name__}")
         self._owner = value
 
-    def _is_modified(self, data_json: str) -> bool:
-        return (
-            self._forced
-            or self.id != self._original_id
-            or data_json != self._original_data
-            or self._owner != self._original_owner
-        )
-
-    def _is_saved(self, data_json: str) -> bool:
-        return self._saved == (self.id, data_json, self._owner)
-
     async def regenerate(self, *, keep_data: bool = False) -> None:
-        """A new id, the old record destroyed; the data is cleared unless `keep_data` (Django's cycle_key)."""
-        await self._engine.regenerate(self, keep_data)
+        """A new id and the old record destroyed; the data (and owner) are kept only with `keep_data`."""
+        await self._state.regenerate(keep_data)
 
     async def destroy(self) -> None:
         """Delete the record now and clear the browser's cookie at the end of the request."""
-        await self._engine.destroy(self)
+        await self._state.destroy()
 
     async def reload(self) -> None:
         """Re-read the data from the store; raises SessionNotFound when the record is gone."""
-        await self._engine.reload(self)
+        await self._state.reload()
 
     async def save(self) -> None:
         """Write the session now (before a long stream, say); the end of the request then skips it."""
-        await self._engine.save(self)
+        await self._state.save()
 
     def touch(self) -> None:
         """Reset the cookie's max_age to its original value."""
@@ -148,19 +100,20 @@ class Session(dict[str, Any], SessionMixin):
 
     def unset(self) -> None:
         """Drop the session for this request (express's `req.session = null`), honouring `unset`."""
-        self._unset = True
+        self._state.mark_unset()
         self.clear()
 
     def __repr__(self) -> str:
         return f"<Session {self.id[:6]}… {dict.__repr__(self)}>"
 
 
+def state_of(session: Session) -> SessionState:
+    """The engine's bookkeeping for `session` (the engine's way in; not for applications)."""
+    return session._state
+
+
 class UnavailableSession(Session):
     """Stands in while the store is down: any use of the data raises a 503."""
-
-    def _mark_original(self) -> None:
-        self._original_id, self._original_data, self._original_owner = self.id, "{}", None
-        self._original_sliding = (None, True)
 
     def _fail(self, *args: Any, **kwargs: Any) -> NoReturn:
         raise SessionUnavailable()
@@ -179,3 +132,20 @@ class UnavailableSession(Session):
 
     async def save(self) -> None:
         self._fail()
+
+
+class OutOfScopeSession(NullSession):
+    """The session of a request outside the cookie's path: there is none."""
+
+    reason = "this request's path is outside the session cookie's path"
+
+    def _fail(self, *args: Any, **kwargs: Any) -> NoReturn:
+        raise RuntimeError(f"no session here: {self.reason}")
+
+    __setitem__ = __delitem__ = clear = pop = popitem = update = setdefault = _fail  # type: ignore[assignment,unused-ignore]
+
+
+class SkippedSession(OutOfScopeSession):
+    """The session of a route that does not use one (static files, 404s, skip_session): empty, read-only."""
+
+    reason = "this route does not use the session (static files, 404s, @skip_session, Sessions(skip=...))"

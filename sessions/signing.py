@@ -9,7 +9,7 @@ import re
 from collections.abc import Sequence
 from urllib.parse import quote, unquote
 
-__all__ = ["encode_cookie_value", "read_cookie", "sign", "unsign"]
+__all__ = ["encode_cookie_value", "read_cookie", "sign", "unsign", "verify"]
 
 # encodeURIComponent leaves A-Z a-z 0-9 - _ . ! ~ * ' ( ) alone; quote() always keeps the first seven.
 _URI_COMPONENT_SAFE = "-_.!~*'()"
@@ -17,8 +17,13 @@ MAX_COOKIE_VALUE = 4096
 _BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
 
 
+def _bytes(text: str) -> bytes:
+    # A header can carry any code point (a percent-decoded cookie, say); none of them may raise.
+    return text.encode("utf-8", "surrogatepass")
+
+
 def _mac(sid: str, secret: bytes) -> str:
-    digest = hmac.new(secret, sid.encode(), hashlib.sha256).digest()
+    digest = hmac.new(secret, _bytes(sid), hashlib.sha256).digest()
     return base64.b64encode(digest).decode().rstrip("=")
 
 
@@ -27,17 +32,24 @@ def sign(sid: str, secret: bytes) -> str:
     return f"s:{sid}.{_mac(sid, secret)}"
 
 
-def unsign(value: str, secrets: Sequence[bytes]) -> str | None:
-    """The id a signed value carries when any secret verifies it, else None."""
+def verify(value: str, secrets: Sequence[bytes]) -> tuple[str, int] | None:
+    """The id a signed value carries and the index of the secret that verified it, else None."""
     if not value.startswith("s:"):
         return None
     sid, dot, mac = value[2:].rpartition(".")
     if not dot:
         return None
-    for secret in secrets:
-        if hmac.compare_digest(_mac(sid, secret), mac):
-            return sid
+    given = _bytes(mac)
+    for index, secret in enumerate(secrets):
+        if hmac.compare_digest(_mac(sid, secret).encode(), given):
+            return sid, index
     return None
+
+
+def unsign(value: str, secrets: Sequence[bytes]) -> str | None:
+    """The id a signed value carries when any secret verifies it, else None."""
+    verified = verify(value, secrets)
+    return None if verified is None else verified[0]
 
 
 def encode_cookie_value(sid: str, secret: bytes) -> str:

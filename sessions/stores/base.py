@@ -1,18 +1,30 @@
-"""The storage contract: each backend maps session ids to stored bytes; the base owns the rest."""
+"""The storage contract: a backend maps session ids to record bytes through a few primitives.
+
+Backends implement the primitives (``load``, ``load_many``, ``write``, ``apply``, ``renew``,
+``delete``, ``scan``, ``deadlines``, ``purge_expired``, the owner index, ``ping``). This base turns
+them into express's store API (``get``, ``set``, ``destroy``, ``touch``, ``all``, ``ids``,
+``length``, ``clear``) and the owner API (``owned``, ``destroy_owned``). Expiries are epoch
+milliseconds everywhere (`sessions.expiry`); every backend failure is a `StoreUnavailable`.
+"""
 
 from __future__ import annotations
 
-import math
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..serialization import OWNER_KEY, dump_json, load_record
+from ..expiry import Renewal, deadline, ms_from_iso, now_ms
+from ..record import OWNER_KEY, Change, parse_record
+from ..serialization import dump_json, load_json
 
-__all__ = ["SessionInfo", "Store", "TTL"]
+if TYPE_CHECKING:
+    from quart import Quart
 
+__all__ = ["TTL", "Change", "Renewal", "SessionInfo", "Store"]
+
+#: Seconds of idle life for a browser-session cookie's record, or connect-redis's ``ttl(record)`` function.
 TTL = int | Callable[[Mapping[str, Any]], int]
 Record = dict[str, Any]
 
@@ -28,58 +40,62 @@ class SessionInfo:
 
 
 class Store(ABC):
-    """Async session storage with express-session's store API on top of a few backend primitives.
+    """Async session storage: backend primitives below, express's store API on top.
 
-    A backend implements `read`, `write`, `replace`, `remove`, `expire`, `scan`, `read_many`,
-    `remaining` and the owner index (`index_add`, `index_remove`, `index_members`).
-    TTLs are whole seconds; None means "never expires".
+    `ttl` is the idle life (seconds) of a record whose cookie has no expiry (connect-redis's `ttl`,
+    a function of the record included); `disable_ttl` stores records without any expiry and
+    `disable_touch` never slides it, as in connect-redis.
     """
 
-    #: The backend slides the expiry itself when `read` is called (saves a round trip per request).
-    touches_on_read = False
+    #: Whether other processes (workers, the CLI) see the same sessions.
+    shared = True
 
     def __init__(
         self, *, ttl: TTL = 86400, disable_ttl: bool = False, disable_touch: bool = False
     ) -> None:
-        if not callable(ttl) and (not isinstance(ttl, int) or ttl <= 0):
+        if not callable(ttl) and (isinstance(ttl, bool) or not isinstance(ttl, int) or ttl <= 0):
             raise ValueError(f"ttl must be a positive number of seconds or a function, not {ttl!r}")
         self.ttl = ttl
         self.disable_ttl = disable_ttl
         self.disable_touch = disable_touch
 
-    @abstractmethod
-    async def read(self, sid: str) -> bytes | None:
-        """The stored bytes, or None (missing, expired or unreadable)."""
+    # ------------------------------------------------------------------ primitives
 
     @abstractmethod
-    async def write(self, sid: str, raw: bytes, ttl: int | None) -> None:
-        """Store unconditionally."""
+    async def load(self, sid: str, renew: Renewal | None = None) -> bytes | None:
+        """The live record, or None; with `renew`, its expiry slid in the same atomic step."""
 
     @abstractmethod
-    async def replace(
-        self, sid: str, expected: bytes, raw: bytes, ttl: int | None
-    ) -> bool | bytes | None:
-        """Store only if the current value is `expected`: True, else the current bytes, or None if gone."""
+    async def load_many(self, sids: Sequence[str]) -> list[bytes | None]:
+        """Several live records, in order, never renewed."""
 
     @abstractmethod
-    async def remove(self, *sids: str) -> None:
-        """Delete records; missing ones are fine."""
+    async def write(self, sid: str, record: bytes, expires_ms: int | None) -> None:
+        """Store unconditionally (the engine does so only for ids it has just minted)."""
 
     @abstractmethod
-    async def expire(self, sid: str, ttl: int | None) -> None:
-        """Set a record's remaining lifetime without rewriting it; a missing record stays missing."""
+    async def apply(self, sid: str, change: Change, expires_ms: int | None) -> bytes | None:
+        """Merge `change` into the live record atomically; the stored bytes, or None when it is gone."""
 
     @abstractmethod
-    async def scan(self) -> list[str]:
-        """Every stored session id (live ones; expired ones may be skipped)."""
+    async def renew(self, sid: str, renewal: Renewal) -> None:
+        """Slide a live record's expiry without reading it back (missing or expired: nothing)."""
 
     @abstractmethod
-    async def read_many(self, sids: Sequence[str]) -> list[bytes | None]:
-        """`read` for several ids, in order, without sliding their expiry."""
+    async def delete(self, *sids: str) -> None:
+        """Remove records; missing ones are fine."""
 
     @abstractmethod
-    async def remaining(self, sids: Sequence[str]) -> list[float | None]:
-        """Seconds each record has left (None: no expiry or missing)."""
+    def scan(self, batch: int = 500) -> AsyncIterator[list[str]]:
+        """Stored ids in batches, with memory bounded whatever the store holds."""
+
+    @abstractmethod
+    async def deadlines(self, sids: Sequence[str]) -> list[int | None]:
+        """When each record expires, epoch ms (None: missing, or never)."""
+
+    @abstractmethod
+    async def purge_expired(self) -> int:
+        """Delete expired records now; how many (0 for stores that expire records themselves)."""
 
     @abstractmethod
     async def index_add(self, owner: str, sid: str) -> None:
@@ -91,99 +107,117 @@ class Store(ABC):
 
     @abstractmethod
     async def index_members(self, owner: str) -> list[str]:
-        """Ids recorded for `owner`, dead ones included."""
+        """The ids recorded for `owner`, dead ones included."""
 
+    @abstractmethod
     async def ping(self) -> None:
-        """Raise StoreUnavailable when the store cannot be reached."""
+        """Raise StoreUnavailable unless the store can be read and written."""
 
     async def close(self) -> None:
-        """Release connections and files."""
+        """Release connections and files, stop background work."""
 
-    def ttl_for_cookie(
-        self, expires: datetime | None, record: Callable[[], Mapping[str, Any]]
-    ) -> int | None:
-        """connect-redis's rule: a ttl function wins, then the cookie's expiry, then `ttl`."""
-        if callable(self.ttl):
-            seconds = int(self.ttl(record()))
-        elif expires is not None:
-            seconds = math.ceil((expires - datetime.now(UTC)).total_seconds())
-        else:
-            seconds = self.ttl
-        if self.disable_ttl and seconds > 0:
+    def attach(self, app: Quart) -> None:
+        """Called once by `Sessions.init_app` (a FileStore resolves a relative folder here)."""
+
+    # ------------------------------------------------------------------ expiry
+
+    def renewal(self, at_ms: int, anonymous_ttl: int | None = None) -> Renewal | None:
+        """How a read at `at_ms` slides the expiry; None when this store does not slide it on read."""
+        if self.disable_touch or self.disable_ttl or callable(self.ttl):
             return None
-        return seconds
+        idle = self.ttl * 1000
+        return Renewal(at_ms, idle, idle if anonymous_ttl is None else anonymous_ttl * 1000)
 
-    def ttl_for(self, record: Mapping[str, Any]) -> int | None:
-        """The TTL a record is stored with (see `ttl_for_cookie`)."""
-        stored = record.get("cookie", {}).get("expires")
-        try:
-            expires = datetime.fromisoformat(stored) if isinstance(stored, str) else None
-        except ValueError:
-            expires = None
-        return self.ttl_for_cookie(expires, lambda: record)
-
-    def sliding_ttl(self, record: Mapping[str, Any]) -> int | None:
-        """The lifetime a touch gives a record: its original max age, else `ttl`."""
+    def deadline_ms(
+        self,
+        at_ms: int,
+        cookie_expires_ms: int | None,
+        owned: bool,
+        record: Callable[[], Mapping[str, Any]],
+        anonymous_ttl: int | None = None,
+    ) -> int | None:
+        """When a record written at `at_ms` expires (None: never); connect-redis's ttl function wins."""
         if self.disable_ttl:
             return None
         if callable(self.ttl):
-            return int(self.ttl(record))
-        cookie = record.get("cookie", {})
-        original = cookie.get("originalMaxAge")
-        if cookie.get("expires") is not None and isinstance(original, int | float):
-            return math.ceil(original / 1000)
-        return self.ttl
+            return at_ms + int(self.ttl(record())) * 1000
+        idle = self.ttl * 1000
+        anonymous = idle if anonymous_ttl is None else anonymous_ttl * 1000
+        return deadline(at_ms, cookie_expires_ms, owned, idle, anonymous)
+
+    # ------------------------------------------------------------------ express's store API
 
     async def get(self, sid: str) -> Record | None:
         """The record stored under `sid` (express layout), or None."""
-        raw = await self.read(sid)
-        return None if raw is None else load_record(raw)
+        raw = await self.load(sid)
+        return None if raw is None or parse_record(raw) is None else load_json(raw)
 
     async def set(self, sid: str, record: Mapping[str, Any]) -> None:
         """Store a record; one whose cookie has already expired is deleted instead."""
-        ttl = self.ttl_for(record)
-        if ttl is not None and ttl <= 0:
-            await self.remove(sid)
+        raw = dump_json(record).encode()
+        at = now_ms()
+        parsed = parse_record(raw)
+        stated = None if parsed is None else parsed.cookie.get("expires")
+        cookie_ms = ms_from_iso(stated) if isinstance(stated, str) else None
+        owned = parsed is not None and parsed.owner is not None
+        expires = self.deadline_ms(at, cookie_ms, owned, lambda: record)
+        if expires is not None and expires <= at:
+            await self.delete(sid)
         else:
-            await self.write(sid, dump_json(record).encode(), ttl)
+            await self.write(sid, raw, expires)
 
     async def destroy(self, sid: str) -> None:
         """Delete the record stored under `sid`."""
-        await self.remove(sid)
+        await self.delete(sid)
 
     async def touch(self, sid: str, record: Mapping[str, Any]) -> None:
-        """Slide the record's expiry without rewriting it."""
+        """Slide the record's expiry as a request would, rewriting its stored cookie.expires."""
         if self.disable_touch or self.disable_ttl:
             return
-        ttl = self.ttl_for(record)
-        if ttl is not None and ttl <= 0:
-            await self.remove(sid)
-        else:
-            await self.expire(sid, ttl)
+        at = now_ms()
+        renewal = self.renewal(at)
+        if renewal is None:  # a ttl function: this record's own idle time
+            idle = int(self.ttl(record)) * 1000 if callable(self.ttl) else 0
+            renewal = Renewal(at, idle, idle)
+        await self.renew(sid, renewal)
+
+    async def iter_all(self, batch: int = 500) -> AsyncIterator[dict[str, Record]]:
+        """Every live session, a batch of {id: record} at a time (bounded memory)."""
+        async for sids in self.scan(batch):
+            records = {}
+            for sid, raw in zip(sids, await self.load_many(sids), strict=True):
+                if raw is not None and parse_record(raw) is not None:
+                    records[sid] = load_json(raw)
+            if records:
+                yield records
 
     async def all(self) -> dict[str, Record]:
-        """Every live session: {id: record}."""
-        sids = await self.scan()
-        records = {
-            sid: load_record(raw)
-            for sid, raw in zip(sids, await self.read_many(sids), strict=True)
-            if raw
-        }
-        return {sid: record for sid, record in records.items() if record is not None}
+        """Every live session: {id: record} (all in memory at once; see `iter_all`)."""
+        found: dict[str, Record] = {}
+        async for records in self.iter_all():
+            found.update(records)
+        return found
 
     async def ids(self) -> list[str]:
-        """Every stored session id."""
-        return sorted(set(await self.scan()))
+        """Every stored session id, sorted (all in memory at once; see `scan`)."""
+        found: set[str] = set()
+        async for sids in self.scan():
+            found.update(sids)
+        return sorted(found)
 
     async def length(self) -> int:
-        """How many sessions are stored."""
-        return len(set(await self.scan()))
+        """How many sessions are stored, counted batch by batch (see each store for duplicates)."""
+        count = 0
+        async for sids in self.scan():
+            count += len(sids)
+        return count
 
     async def clear(self) -> None:
-        """Delete every session of this store."""
-        sids = await self.scan()
-        if sids:
-            await self.remove(*sids)
+        """Delete every session of this store, a batch at a time."""
+        async for sids in self.scan():
+            await self.delete(*sids)
+
+    # ------------------------------------------------------------------ owners
 
     async def owned(self, owner: str) -> list[SessionInfo]:
         """The live sessions of `owner`, most recently seen first; dead ids are dropped from the index.
@@ -194,31 +228,36 @@ class Store(ABC):
                 print(info.id, info.last_seen, info.data.get("user_agent"))
         """
         sids = await self.index_members(owner)
-        raws = await self.read_many(sids)
         live: list[tuple[str, Record]] = []
         dead: list[str] = []
-        for sid, raw in zip(sids, raws, strict=True):
-            record = None if raw is None else load_record(raw)
-            if record is not None and record.get(OWNER_KEY) == owner:
-                live.append((sid, record))
+        for sid, raw in zip(sids, await self.load_many(sids), strict=True):
+            parsed = None if raw is None else parse_record(raw)
+            if parsed is not None and parsed.owner == owner:
+                live.append((sid, {"cookie": parsed.cookie, **parsed.data}))
             else:
                 dead.append(sid)
         if dead:
             await self.index_remove(owner, *dead)
         now = datetime.now(UTC)
         infos = []
-        for (sid, record), left in zip(
-            live, await self.remaining([sid for sid, _ in live]), strict=True
+        for (sid, record), ends in zip(
+            live, await self.deadlines([sid for sid, _ in live]), strict=True
         ):
-            expires = None if left is None else now + timedelta(seconds=left)
-            sliding = self.sliding_ttl(record)
-            last_seen = (
-                None if expires is None or sliding is None else expires - timedelta(seconds=sliding)
-            )
-            data = {k: v for k, v in record.items() if k not in ("cookie", OWNER_KEY)}
-            infos.append(SessionInfo(sid, data, expires, last_seen))
+            expires = None if ends is None else datetime.fromtimestamp(ends / 1000, UTC)
+            infos.append(SessionInfo(sid, _data(record), expires, self._last_seen(record, expires)))
         infos.sort(key=lambda info: info.last_seen or now, reverse=True)
         return infos
+
+    def _last_seen(self, record: Record, expires: datetime | None) -> datetime | None:
+        """When a record was last renewed: its expiry minus the life a renewal gives it."""
+        if expires is None or self.disable_ttl:
+            return None
+        original = record["cookie"].get("originalMaxAge")
+        if record["cookie"].get("expires") is not None and isinstance(original, int | float):
+            return expires - timedelta(milliseconds=original)
+        if callable(self.ttl):
+            return expires - timedelta(seconds=int(self.ttl(record)))
+        return expires - timedelta(seconds=self.ttl)
 
     async def destroy_owned(self, owner: str, keep: str | None = None) -> int:
         """Delete every session of `owner` except `keep`; returns how many were deleted.
@@ -229,6 +268,10 @@ class Store(ABC):
         """
         doomed = [sid for sid in await self.index_members(owner) if sid != keep]
         if doomed:
-            await self.remove(*doomed)
+            await self.delete(*doomed)
             await self.index_remove(owner, *doomed)
         return len(doomed)
+
+
+def _data(record: Record) -> dict[str, Any]:
+    return {key: value for key, value in record.items() if key not in ("cookie", OWNER_KEY)}

@@ -2,102 +2,124 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Sequence
+import asyncio
+from collections.abc import AsyncIterator, Sequence
 
+from ..expiry import Renewal, effective_deadline, now_ms, renew_record
+from ..record import Change, merge_record
 from .base import TTL, Store
 
 __all__ = ["MemoryStore"]
 
+# Pruning walks the dict in slices this long, yielding to the event loop in between.
+_PRUNE_SLICE = 2000
+
 
 class MemoryStore(Store):
-    """Sessions in this process's memory, expired entries pruned as time passes (bounded memory).
+    """Sessions in this process's memory; expired entries are pruned in the background (bounded memory).
 
     ::
 
         Sessions(app, store=MemoryStore())
+
+    Every operation runs without awaiting in between, so each one is atomic within the process.
     """
+
+    shared = False
 
     def __init__(self, *, ttl: TTL = 86400, prune_interval: float = 60.0) -> None:
         super().__init__(ttl=ttl)
-        self._records: dict[str, tuple[bytes, float | None]] = {}
+        self._records: dict[str, tuple[bytes, int | None]] = {}
         self._owners: dict[str, set[str]] = {}
-        self._prune_interval = prune_interval
-        self._next_prune = time.monotonic() + prune_interval
+        self._prune_interval_ms = int(prune_interval * 1000)
+        self._next_prune = now_ms() + self._prune_interval_ms
+        self._pruning: asyncio.Task[int] | None = None
 
-    @staticmethod
-    def _deadline(ttl: int | None) -> float | None:
-        return None if ttl is None else time.monotonic() + ttl
-
-    def _live(self, sid: str) -> bytes | None:
+    def _live(self, sid: str, at: int) -> bytes | None:
         entry = self._records.get(sid)
         if entry is None:
             return None
         raw, deadline = entry
-        if deadline is not None and deadline <= time.monotonic():
+        if deadline is not None and deadline <= at:
             del self._records[sid]
             return None
         return raw
 
-    async def purge_expired(self) -> int:
-        """Drop every expired entry now; returns how many."""
-        return self.prune()
+    def _put(self, sid: str, raw: bytes, deadline: int | None, at: int) -> None:
+        self._records[sid] = (raw, effective_deadline(raw, deadline))
+        if at >= self._next_prune and self._pruning is None:
+            self._next_prune = at + self._prune_interval_ms
+            self._pruning = asyncio.get_running_loop().create_task(self.purge_expired())
+            self._pruning.add_done_callback(self._pruned)
 
-    def prune(self) -> int:
-        """Drop every expired entry now; returns how many."""
-        now = time.monotonic()
-        expired = [
-            sid
-            for sid, (_, deadline) in self._records.items()
-            if deadline is not None and deadline <= now
-        ]
-        for sid in expired:
+    def _pruned(self, task: asyncio.Task[int]) -> None:
+        self._pruning = None
+        if not task.cancelled():
+            task.exception()
+
+    async def load(self, sid: str, renew: Renewal | None = None) -> bytes | None:
+        at = now_ms() if renew is None else renew.now_ms
+        raw = self._live(sid, at)
+        if raw is None or renew is None:
+            return raw
+        renewed = renew_record(raw, renew)
+        if renewed is None:
             del self._records[sid]
-        self._next_prune = now + self._prune_interval
-        return len(expired)
+            return None
+        if renewed[1] is not None:
+            self._records[sid] = (renewed[0], renewed[1])
+        return renewed[0]
 
-    def _store(self, sid: str, raw: bytes, ttl: int | None) -> None:
-        self._records[sid] = (raw, self._deadline(ttl))
-        if time.monotonic() >= self._next_prune:
-            self.prune()
+    async def load_many(self, sids: Sequence[str]) -> list[bytes | None]:
+        at = now_ms()
+        return [self._live(sid, at) for sid in sids]
 
-    async def read(self, sid: str) -> bytes | None:
-        return self._live(sid)
+    async def write(self, sid: str, record: bytes, expires_ms: int | None) -> None:
+        self._put(sid, record, expires_ms, now_ms())
 
-    async def write(self, sid: str, raw: bytes, ttl: int | None) -> None:
-        self._store(sid, raw, ttl)
+    async def apply(self, sid: str, change: Change, expires_ms: int | None) -> bytes | None:
+        at = now_ms()
+        current = self._live(sid, at)
+        if current is None:
+            return None
+        merged = merge_record(current, change)
+        self._put(sid, merged, expires_ms, at)
+        return merged
 
-    async def replace(
-        self, sid: str, expected: bytes, raw: bytes, ttl: int | None
-    ) -> bool | bytes | None:
-        current = self._live(sid)
-        if current is None or current != expected:
-            return current
-        self._store(sid, raw, ttl)
-        return True
+    async def renew(self, sid: str, renewal: Renewal) -> None:
+        await self.load(sid, renewal)
 
-    async def remove(self, *sids: str) -> None:
+    async def delete(self, *sids: str) -> None:
         for sid in sids:
             self._records.pop(sid, None)
 
-    async def expire(self, sid: str, ttl: int | None) -> None:
-        raw = self._live(sid)
-        if raw is not None:
-            self._records[sid] = (raw, self._deadline(ttl))
+    async def scan(self, batch: int = 500) -> AsyncIterator[list[str]]:
+        at, found = now_ms(), []
+        for sid, (_, deadline) in list(self._records.items()):
+            if deadline is None or deadline > at:
+                found.append(sid)
+                if len(found) >= batch:
+                    yield found
+                    found = []
+        if found:
+            yield found
 
-    async def scan(self) -> list[str]:
-        return [sid for sid in list(self._records) if self._live(sid) is not None]
+    async def deadlines(self, sids: Sequence[str]) -> list[int | None]:
+        at = now_ms()
+        return [None if self._live(sid, at) is None else self._records[sid][1] for sid in sids]
 
-    async def read_many(self, sids: Sequence[str]) -> list[bytes | None]:
-        return [self._live(sid) for sid in sids]
-
-    async def remaining(self, sids: Sequence[str]) -> list[float | None]:
-        now = time.monotonic()
-        result: list[float | None] = []
-        for sid in sids:
-            entry = self._records.get(sid)
-            result.append(None if entry is None or entry[1] is None else max(entry[1] - now, 0.0))
-        return result
+    async def purge_expired(self) -> int:
+        """Drop expired entries, a slice at a time so that requests keep being served meanwhile."""
+        purged, sids = 0, list(self._records)
+        for offset in range(0, len(sids), _PRUNE_SLICE):
+            at = now_ms()
+            for sid in sids[offset : offset + _PRUNE_SLICE]:
+                entry = self._records.get(sid)
+                if entry is not None and entry[1] is not None and entry[1] <= at:
+                    del self._records[sid]
+                    purged += 1
+            await asyncio.sleep(0)
+        return purged
 
     async def index_add(self, owner: str, sid: str) -> None:
         self._owners.setdefault(owner, set()).add(sid)
@@ -111,3 +133,10 @@ class MemoryStore(Store):
 
     async def index_members(self, owner: str) -> list[str]:
         return sorted(self._owners.get(owner, ()))
+
+    async def ping(self) -> None:
+        """Always reachable: the memory is this process's own."""
+
+    async def close(self) -> None:
+        if self._pruning is not None:
+            self._pruning.cancel()

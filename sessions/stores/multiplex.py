@@ -1,14 +1,14 @@
-"""One Redis connection shared by every request: commands are pipelined, replies matched in order."""
+"""One Redis connection shared by every request of an event loop: commands pipelined, replies in order."""
 
 from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import AsyncIterator, Sequence
 from typing import Any, cast
 from urllib.parse import unquote, urlsplit
 
 from redis import exceptions as redis_errors
-from redis._parsers.base import BaseParser
 
 try:
     import hiredis
@@ -17,10 +17,25 @@ except ImportError:  # pragma: no cover - hiredis ships with redis[hiredis]
 else:
     HAVE_HIREDIS = True
 
-__all__ = ["MultiplexedConnection"]
+__all__ = ["HAVE_HIREDIS", "MultiplexedConnection", "encode_command"]
+
+# Error replies and the redis-py exception each stands for (LOADING is a ConnectionError, ...).
+_REPLY_ERRORS: dict[str, type[redis_errors.RedisError]] = {
+    "LOADING": redis_errors.BusyLoadingError,
+    "READONLY": redis_errors.ReadOnlyError,
+    "NOSCRIPT": redis_errors.NoScriptError,
+    "OOM": redis_errors.OutOfMemoryError,
+    "NOAUTH": redis_errors.AuthenticationError,
+    "WRONGPASS": redis_errors.AuthenticationError,
+    "NOPERM": redis_errors.NoPermissionError,
+    "EXECABORT": redis_errors.ExecAbortError,
+    "TRYAGAIN": redis_errors.TryAgainError,
+    "CLUSTERDOWN": redis_errors.ClusterDownError,
+    "MASTERDOWN": redis_errors.MasterDownError,
+}
 
 
-def encode_command(args: tuple[Any, ...]) -> bytes:
+def encode_command(args: Sequence[Any]) -> bytes:
     """The RESP array for one command."""
     parts = [b"*%d\r\n" % len(args)]
     for arg in args:
@@ -34,16 +49,19 @@ def encode_command(args: tuple[Any, ...]) -> bytes:
     return b"".join(parts)
 
 
+def reply_error(message: str) -> redis_errors.RedisError:
+    """The redis-py exception for an error reply."""
+    code = message.split(" ", 1)[0]
+    kind = _REPLY_ERRORS.get(code)
+    if kind is None:
+        return redis_errors.ResponseError(message)
+    return kind(message[len(code) + 1 :])
+
+
 def _retrieve(task: asyncio.Task[Any]) -> None:
     """Mark a dial's failure as seen: every request that wanted it may have given up."""
     if not task.cancelled():
         task.exception()
-
-
-def _reply_error(reply: Exception) -> redis_errors.RedisError:
-    """The exception redis-py raises for this error reply (LOADING is a ConnectionError, ...)."""
-    error: redis_errors.RedisError = BaseParser.parse_error(str(reply))  # type: ignore[no-untyped-call]
-    return error
 
 
 class _Link(asyncio.Protocol):
@@ -83,13 +101,13 @@ class _Link(asyncio.Protocol):
         reader.feed(data)
         while (reply := reader.gets()) is not False:
             if not waiting:
-                self._fail(redis_errors.ConnectionError("Redis sent a reply nobody asked for"))
+                self.fail(redis_errors.ConnectionError("Redis sent a reply nobody asked for"))
                 return
             future, _ = waiting.popleft()
             if future.done():
                 continue  # its caller was cancelled; the reply only had to be consumed
             if isinstance(reply, hiredis.ReplyError):
-                future.set_exception(_reply_error(reply))
+                future.set_exception(reply_error(str(reply)))
             else:
                 future.set_result(reply)
 
@@ -99,11 +117,11 @@ class _Link(asyncio.Protocol):
             return
         due = self.waiting[0][1] + self.timeout
         if self.loop.time() >= due:
-            self._fail(redis_errors.TimeoutError(f"Redis did not answer within {self.timeout} s"))
+            self.fail(redis_errors.TimeoutError(f"Redis did not answer within {self.timeout} s"))
         else:
             self._watchdog = self.loop.call_at(due, self._check_timeout)
 
-    def _fail(self, error: Exception) -> None:
+    def fail(self, error: Exception) -> None:
         """Close the socket and fail every waiting command with `error`."""
         if not self.closed:
             self.closed = True
@@ -118,14 +136,16 @@ class _Link(asyncio.Protocol):
                 future.set_exception(error)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._fail(redis_errors.ConnectionError(f"Redis closed the connection: {exc or 'EOF'}"))
+        self.fail(redis_errors.ConnectionError(f"Redis closed the connection: {exc or 'EOF'}"))
 
 
 class MultiplexedConnection:
-    """A lean client for a few hot commands: one connection per event loop, shared by all requests.
+    """A lean Redis client for one event loop: every request's commands share one socket.
 
     Replaces a pool checkout, a socket write and a read per command with one buffered write per
     loop iteration and a hiredis parse; a cancelled caller leaves its reply to be discarded.
+    `timeout` bounds every command (one watchdog per connection); a connection found dead is
+    replaced once, so a restarted Redis is invisible.
     """
 
     def __init__(
@@ -168,7 +188,7 @@ class MultiplexedConnection:
         """Run one command; a connection found dead is replaced once, like redis-py's retry."""
         command = encode_command(args)
         link = self._link
-        if link is not None and not link.closed and link.loop is asyncio.get_running_loop():
+        if link is not None and not link.closed:
             try:
                 return await link.send(command)
             except redis_errors.ConnectionError:
@@ -178,10 +198,24 @@ class MultiplexedConnection:
         link = await self._connect()
         return await link.send(command)
 
+    async def execute_many(self, commands: Sequence[Sequence[Any]]) -> list[Any]:
+        """Several commands written together; their replies (or errors, raised) in order."""
+        return list(await asyncio.gather(*(self.execute(*command) for command in commands)))
+
+    async def scan(self, match: str, count: int) -> AsyncIterator[list[bytes]]:
+        """SCAN MATCH, a batch of keys at a time."""
+        cursor = b"0"
+        while True:
+            cursor, keys = await self.execute("SCAN", cursor, "MATCH", match, "COUNT", count)
+            if keys:
+                yield list(keys)
+            if cursor == b"0":
+                return
+
     async def _connect(self) -> _Link:
         loop = asyncio.get_running_loop()
         dialling = self._dialling
-        if dialling is None or dialling.done() or dialling.get_loop() is not loop:
+        if dialling is None or dialling.done():
             # Its own task, shared: requests arriving meanwhile wait for this one attempt, and
             # a cancelled request does not abort it for the others.
             dialling = self._dialling = loop.create_task(self._dial(loop))
@@ -209,17 +243,12 @@ class MultiplexedConnection:
             if self.db:
                 await link.send(encode_command(("SELECT", self.db)))
         except BaseException as error:
-            link._fail(redis_errors.ConnectionError(f"Redis connection setup failed: {error}"))
+            link.fail(redis_errors.ConnectionError(f"Redis connection setup failed: {error}"))
             raise
         return link
 
     async def close(self) -> None:
         """Close the connection; waiting commands fail."""
         link, self._link = self._link, None
-        if link is None or link.loop.is_closed():
-            return
-        error = redis_errors.ConnectionError("connection closed by the client")
-        if link.loop is asyncio.get_running_loop():
-            link._fail(error)
-        else:
-            link.loop.call_soon_threadsafe(link._fail, error)
+        if link is not None:
+            link.fail(redis_errors.ConnectionError("connection closed by the client"))

@@ -32,7 +32,7 @@ ROUTES: dict[str, list[str]] = {
     "/account/sessions/revoke": ["session"],
     "/account/sessions/revoke-others": [],
 }
-STORE_WRITES = ("write", "replace", "remove", "expire", "index_add", "index_remove")
+STORE_WRITES = ("write", "apply", "renew", "delete", "index_add", "index_remove")
 # Throttling would answer most fuzzed requests with a 429 before the view reads its fields.
 UNTHROTTLED = {
     "AUTH_LOGIN_LIMIT": 10**6,

@@ -3,6 +3,7 @@ one browser cookie: each side reads, continues, re-signs and destroys the other'
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import urllib.parse
@@ -267,15 +268,24 @@ async def test_redis_ttl_follows_the_connect_redis_rule_on_both_sides(
         key = key_prefix + sid
         assert expected - 2 <= await redis_client.ttl(key) <= expected, where
 
-        # An unmodified loaded session is touched: EXPIRE back to the full lifetime, no rewrite.
+        # An unmodified loaded session is touched: the key's expiry goes back to the full
+        # lifetime. connect-redis only EXPIREs; ours also moves the stored cookie.expires with it
+        # (and nothing else), so that the record says when it really expires.
         await redis_client.expire(key, 100)
         raw = await redis_client.get(key)
+        await asyncio.sleep(0.01)
         assert (await browser.visit(toucher, "GET", "/read")).body == {
             "id": sid,
             "data": {"views": 1},
         }
         assert expected - 2 <= await redis_client.ttl(key) <= expected, where
-        assert await redis_client.get(key) == raw, f"record rewritten on a touch ({where})"
+        touched = await redis_client.get(key)
+        if toucher is quart and max_age is not None:
+            old, new = (json.loads(value)["cookie"]["expires"] for value in (raw, touched))
+            assert new > old, where
+            assert touched == raw.replace(old.encode(), new.encode()), where
+        else:
+            assert touched == raw, f"record rewritten on a touch ({where})"
 
 
 async def test_a_session_destroyed_on_quart_is_gone_for_node(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import socket
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,31 @@ async def store(
         yield RedisStore(redis_client, prefix=key_prefix)
     else:
         store = RedisStore.from_url(SHARED_REDIS_URL, prefix=key_prefix)
+        yield store
+        await store.close()
+
+
+def unused_port() -> int:
+    """A loopback port nothing listens on (bound and released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(params=["file", "redis", "redis-multiplexed"])
+async def unreachable_store(
+    request: pytest.FixtureRequest, tmp_path: Path, key_prefix: str
+) -> AsyncIterator[Store]:
+    """Each store kind that can fail, failing: a folder that is a file, a Redis that is not there."""
+    if request.param == "file":
+        (tmp_path / "sessions").write_text("not a folder")
+        yield FileStore(tmp_path / "sessions")
+    elif request.param == "redis":
+        client = aioredis.Redis(host="127.0.0.1", port=unused_port(), socket_connect_timeout=1)
+        yield RedisStore(client, prefix=key_prefix)
+        await client.aclose()
+    else:
+        store = RedisStore.from_url(f"redis://127.0.0.1:{unused_port()}/0", prefix=key_prefix)
         yield store
         await store.close()
 

@@ -24,6 +24,7 @@ import redis.asyncio as aioredis
 from quart import Quart, jsonify, session
 
 from sessions import FileStore, RedisStore, SessionNotFound, Sessions, Store
+from sessions.expiry import now_ms
 
 from .conftest import SECRET, Browser, cookie_value, make_app, set_cookies, sid_of
 
@@ -73,13 +74,13 @@ def stored_expires(record: dict[str, Any]) -> datetime:
 
 async def raw_of(store: Store, sid: str) -> bytes | None:
     """The stored bytes, read without sliding the record's expiry."""
-    return (await store.read_many([sid]))[0]
+    return (await store.load_many([sid]))[0]
 
 
 async def remaining_of(store: Store, sid: str) -> float:
-    left = (await store.remaining([sid]))[0]
-    assert left is not None
-    return left
+    deadline = (await store.deadlines([sid]))[0]
+    assert deadline is not None
+    return (deadline - now_ms()) / 1000
 
 
 def free_port() -> int:
@@ -269,19 +270,24 @@ async def test_save_uninitialized_sends_the_cookie_only_once(store: Store) -> No
     assert len(await store.ids()) == 1
 
 
-async def test_unchanged_loaded_session_sends_no_cookie_and_is_only_touched(store: Store) -> None:
-    """resave False: an unchanged loaded session gets no cookie, its record is not rewritten, its expiry slides."""
+async def test_unchanged_loaded_session_sends_no_cookie_and_only_its_expiry_slides(
+    store: Store,
+) -> None:
+    """resave False: an unchanged loaded session gets no cookie; of its record only cookie.expires moves on."""
     app = make_app(store, cookie={"max_age": 60})
     client = browser(app)
     sid = (await (await client.get("/count")).get_json())["id"]
-    await asyncio.sleep(0.01)
-    await store.expire(sid, 20)
-    before = await raw_of(store, sid)
+    before = await store.get(sid)
+    await asyncio.sleep(0.05)
     response = await client.get("/read")
+    after = await store.get(sid)
     assert (await response.get_json())["data"] == {"views": 1}
     assert set_cookies(response) == []
-    assert await raw_of(store, sid) == before
-    assert 58 < await remaining_of(store, sid) <= 60
+    assert before is not None and after is not None
+    assert stored_expires(after) - stored_expires(before) >= timedelta(milliseconds=50)
+    after["cookie"]["expires"] = before["cookie"]["expires"]
+    assert after == before
+    assert 59.9 < await remaining_of(store, sid) <= 60
 
 
 async def test_resave_rewrites_an_unchanged_loaded_session(store: Store) -> None:
@@ -341,13 +347,15 @@ async def test_rolling_advances_expires_on_unchanged_requests(store: Store) -> N
     app = make_app(store, rolling=True, cookie={"max_age": 60})
     client = browser(app)
     sid = (await (await client.get("/count")).get_json())["id"]
-    await store.expire(sid, 20)
+    await asyncio.sleep(1.1)
     before = datetime.now(UTC)
     response = await client.get("/read")
-    assert expires_of(only_cookie(response)) >= (before + timedelta(seconds=60)).replace(
-        microsecond=0
-    )
-    assert 58 < await remaining_of(store, sid) <= 60
+    sent = expires_of(only_cookie(response))
+    assert sent >= (before + timedelta(seconds=60)).replace(microsecond=0)
+    record = await store.get(sid)
+    assert record is not None
+    assert stored_expires(record).replace(microsecond=0) == sent  # what the browser and store hold agree
+    assert 59.9 < await remaining_of(store, sid) <= 60
 
 
 async def test_rolling_without_save_uninitialized_ignores_an_untouched_new_session(
@@ -487,7 +495,7 @@ async def test_record_without_cookie_or_corrupt_json_is_a_fresh_session_with_a_w
 ) -> None:
     """A record without a cookie object, or not JSON at all, gives a fresh session and a warning, not a 500."""
     sid = "brokenrecord000000000000000000000"
-    await store.write(sid, raw, 60)
+    await store.write(sid, raw, now_ms() + 60_000)
     app = make_app(store)
     client = browser(app)
     client.cookie = signed(sid)
@@ -508,7 +516,7 @@ async def unreadable(
     sid = "unreadablesession000000000000000"
     if request.param == "file":
         store = FileStore(tmp_path / "sessions")
-        (store.path / f"{sid}.json").mkdir()
+        (store.path / f"{sid}.json").mkdir(parents=True)
         yield store, sid
     elif request.param == "redis-multiplexed":
         nobody = RedisStore.from_url(f"redis://127.0.0.1:{free_port()}/0", prefix=key_prefix)
@@ -543,11 +551,10 @@ async def test_store_read_error_gives_503_not_500(
 async def unwritable(
     request: pytest.FixtureRequest, tmp_path: Path, key_prefix: str
 ) -> AsyncIterator[Store]:
-    """A store whose writes fail: its folder is gone, or Redis is not there."""
+    """A store whose writes fail: its folder is a file, or Redis is not there."""
     if request.param == "file":
         store = FileStore(tmp_path / "sessions")
-        for folder in (store.path / ".owners", store.path / ".locks", store.path):
-            folder.rmdir()
+        store.path.write_text("not a folder")
         yield store
     elif request.param == "redis-multiplexed":
         nobody = RedisStore.from_url(f"redis://127.0.0.1:{free_port()}/0", prefix=key_prefix)
@@ -1086,10 +1093,14 @@ async def test_touch_resets_max_age_to_its_original_value(store: Store) -> None:
         session.touch()
         return jsonify(before=before, after=session.cookie.max_age)
 
+    @app.get("/slow-touch")
+    async def slow_touch() -> Any:
+        await asyncio.sleep(0.2)
+        return await touch()
+
     client = browser(app)
     await client.get("/count")
-    await asyncio.sleep(0.2)
-    body = await (await client.get("/touch")).get_json()
+    body = await (await client.get("/slow-touch")).get_json()
     assert 59 < body["before"] < 59.85
     assert 59.95 < body["after"] <= 60
 
@@ -1306,8 +1317,10 @@ async def test_app_set_cookie_headers_are_kept_beside_the_session_cookie(store: 
     assert headers[1].startswith("connect.sid=s%3A")
 
 
-async def test_original_max_age_stays_while_max_age_shrinks(store: Store) -> None:
-    """original_max_age stays 60 across requests while the remaining max_age counts down."""
+async def test_original_max_age_stays_and_each_read_slides_max_age_back_to_it(
+    store: Store,
+) -> None:
+    """original_max_age stays 60 across requests; the read at the start of each request slides the expiry."""
     app = make_app(store, cookie={"max_age": 60})
 
     @app.get("/cookie")
@@ -1320,7 +1333,7 @@ async def test_original_max_age_stays_while_max_age_shrinks(store: Store) -> Non
     for _ in range(2):
         body = await (await client.get("/cookie")).get_json()
         assert body["original"] == 60
-        assert 59 < body["left"] < 59.75
+        assert 59.9 < body["left"] <= 60
     record = await store.get(sid)
     assert record is not None
     assert record["cookie"]["originalMaxAge"] == 60000
@@ -1398,12 +1411,12 @@ async def test_redis_ttl_is_the_time_left_until_cookie_expiry(
     assert 99_000 < await redis_client.pttl(key_prefix + sid) <= 100_000
 
 
-async def test_redis_ttl_rounds_a_fractional_expiry_up(
+async def test_redis_key_expires_with_the_cookie_to_the_millisecond(
     redis_client: aioredis.Redis, key_prefix: str
 ) -> None:
-    """A cookie expiring in 100.2 s gives a TTL of 101 s, never one that ends before the cookie."""
+    """A cookie expiring in 100.2 s gives the key 100.2 s (PX), never a TTL that ends before the cookie."""
     _, sid = await redis_app_session(redis_client, key_prefix, cookie={"max_age": 100.2})
-    assert 100_200 < await redis_client.pttl(key_prefix + sid) <= 101_000
+    assert 100_000 < await redis_client.pttl(key_prefix + sid) <= 100_200
 
 
 async def test_redis_ttl_is_86400_without_cookie_expiry(
@@ -1429,18 +1442,23 @@ async def test_redis_ttl_function_wins_over_cookie_expiry(
     assert seen and seen[-1]["views"] == 1
 
 
-async def test_redis_touch_only_resets_the_ttl(
+async def test_redis_touch_rewrites_only_the_stored_expiry(
     redis_client: aioredis.Redis, key_prefix: str
 ) -> None:
-    """An unchanged loaded session resets the key's TTL without rewriting its value."""
+    """An unchanged loaded session: only the 24 characters of cookie.expires change, and the key's TTL follows."""
     client, sid = await redis_app_session(redis_client, key_prefix, cookie={"max_age": 100})
     key = key_prefix + sid
-    await redis_client.expire(key, 30)
-    value = await redis_client.get(key)
+    await redis_client.pexpire(key, 30_000)
+    before = await redis_client.get(key)
+    await asyncio.sleep(0.02)
     response = await client.get("/read")
+    after = await redis_client.get(key)
     assert set_cookies(response) == []
-    assert await redis_client.get(key) == value
-    assert await redis_client.ttl(key) == 100
+    old_expires = json.loads(before)["cookie"]["expires"]
+    new_expires = json.loads(after)["cookie"]["expires"]
+    assert new_expires > old_expires
+    assert after == before.replace(old_expires.encode(), new_expires.encode())
+    assert 99_900 < await redis_client.pttl(key) <= 100_000
 
 
 async def test_redis_touch_without_expiry_resets_to_the_store_ttl(

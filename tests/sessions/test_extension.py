@@ -10,6 +10,7 @@ import pytest
 from quart import Quart, session
 
 from sessions import DEFAULTS, FileStore, MemoryStore, Sessions
+from sessions.expiry import now_ms
 from sessions.signing import unsign
 from tests.sessions.conftest import Browser, cookie_value, set_cookies
 
@@ -144,8 +145,8 @@ def test_the_cli_counts_clears_and_purges(tmp_path: Path) -> None:
     store = FileStore(tmp_path)
     app = bare_app(SECRET_KEY="k")
     Sessions(app, store=store)
-    asyncio.run(store.write("a", b'{"cookie":{}}', 60))
-    asyncio.run(store.write("b", b'{"cookie":{}}', 60))
+    asyncio.run(store.write("a", b'{"cookie":{}}', now_ms() + 60_000))
+    asyncio.run(store.write("b", b'{"cookie":{}}', now_ms() + 60_000))
     runner = app.test_cli_runner()
 
     assert "2 session(s)" in runner.invoke(sessions_cli, ["stats"]).output

@@ -12,6 +12,7 @@ from redis import exceptions as redis_errors
 from deploy.processes import free_port
 from sessions import RedisStore
 from sessions.errors import StoreUnavailable
+from sessions.expiry import now_ms
 from sessions.stores.multiplex import MultiplexedConnection
 from tests.conftest import SHARED_REDIS_URL, RedisServer
 
@@ -41,8 +42,8 @@ async def test_hundreds_of_concurrent_commands_each_get_their_own_reply(key_pref
 async def test_all_requests_share_one_connection(private_redis: RedisServer) -> None:
     store = RedisStore.from_url(private_redis.url, prefix="one:")
     try:
-        await asyncio.gather(*(store.read(f"id{n}") for n in range(50)))
-        await asyncio.gather(*(store.write(f"id{n}", b'{"cookie":{}}', 60) for n in range(50)))
+        await asyncio.gather(*(store.load(f"id{n}") for n in range(50)))
+        await asyncio.gather(*(store.write(f"id{n}", b'{"cookie":{}}', now_ms() + 60_000) for n in range(50)))
         assert await clients_connected(private_redis.url) == 1
     finally:
         await store.close()
@@ -89,10 +90,10 @@ async def test_a_restarted_redis_is_reconnected_without_an_error(
 ) -> None:
     store = RedisStore.from_url(private_redis.url, prefix="restart:")
     try:
-        await store.write("kept", b'{"cookie":{},"n":1}', 60)
+        await store.write("kept", b'{"cookie":{},"n":1}', now_ms() + 60_000)
         private_redis.stop()
         private_redis.start()
-        assert await store.read("kept") == b'{"cookie":{},"n":1}'
+        assert await store.load("kept") == b'{"cookie":{},"n":1}'
     finally:
         await store.close()
 
@@ -102,14 +103,14 @@ async def test_redis_down_is_store_unavailable_quickly_and_recovers(
 ) -> None:
     store = RedisStore.from_url(private_redis.url, prefix="down:", timeout=2.0)
     try:
-        await store.write("kept", b'{"cookie":{}}', 60)
+        await store.write("kept", b'{"cookie":{}}', now_ms() + 60_000)
         private_redis.kill()
         started = time.monotonic()
         with pytest.raises(StoreUnavailable):
-            await store.read("kept")
+            await store.load("kept")
         assert time.monotonic() - started < 1.0, "a refused connection is not a timeout"
         private_redis.start()
-        assert await store.read("kept") == b'{"cookie":{}}'
+        assert await store.load("kept") == b'{"cookie":{}}'
     finally:
         await store.close()
 
@@ -120,15 +121,15 @@ async def test_a_redis_that_stops_answering_times_out_and_the_next_command_works
     store = RedisStore.from_url(private_redis.url, prefix="slow:", timeout=0.3)
     admin = aioredis.Redis.from_url(private_redis.url)
     try:
-        await store.write("kept", b'{"cookie":{}}', 60)
+        await store.write("kept", b'{"cookie":{}}', now_ms() + 60_000)
         sleeping = asyncio.create_task(admin.execute_command("DEBUG", "SLEEP", "1"))
         await asyncio.sleep(0.05)
         started = time.monotonic()
         with pytest.raises(StoreUnavailable, match="did not answer"):
-            await store.read("kept")
+            await store.load("kept")
         assert 0.25 < time.monotonic() - started < 0.9
         await sleeping
-        assert await store.read("kept") == b'{"cookie":{}}'
+        assert await store.load("kept") == b'{"cookie":{}}'
     finally:
         await store.close()
         await admin.aclose()
@@ -139,7 +140,7 @@ async def test_the_url_selects_the_database(private_redis: RedisServer) -> None:
     store = RedisStore.from_url(url, prefix="db:")
     admin = aioredis.Redis.from_url(url)
     try:
-        await store.write("here", b'{"cookie":{}}', 60)
+        await store.write("here", b'{"cookie":{}}', now_ms() + 60_000)
         assert await admin.get("db:here") == b'{"cookie":{}}'
     finally:
         await store.close()
@@ -156,8 +157,8 @@ def test_a_password_in_the_url_is_sent(tmp_path_factory: pytest.TempPathFactory)
         async def round_trip(url: str) -> bytes | None:
             store = RedisStore.from_url(url, prefix="auth:")
             try:
-                await store.write("x", b'{"cookie":{}}', 60)
-                return await store.read("x")
+                await store.write("x", b'{"cookie":{}}', now_ms() + 60_000)
+                return await store.load("x")
             finally:
                 await store.close()
 
@@ -171,7 +172,7 @@ def test_a_password_in_the_url_is_sent(tmp_path_factory: pytest.TempPathFactory)
             try:
                 for _ in range(20):
                     with pytest.raises(StoreUnavailable):
-                        await store.read("x")
+                        await store.load("x")
                 await asyncio.sleep(0.1)  # let Redis see the closed sockets
                 return await clients_connected(good)
             finally:
@@ -187,12 +188,31 @@ def test_a_password_in_the_url_is_sent(tmp_path_factory: pytest.TempPathFactory)
 
 def test_one_store_serves_one_event_loop_after_another(private_redis: RedisServer) -> None:
     store = RedisStore.from_url(private_redis.url, prefix="loops:")
-    asyncio.run(store.write("x", b'{"cookie":{}}', 60))
-    assert asyncio.run(store.read("x")) == b'{"cookie":{}}'
+    asyncio.run(store.write("x", b'{"cookie":{}}', now_ms() + 60_000))
+    assert asyncio.run(store.load("x")) == b'{"cookie":{}}'
     asyncio.run(store.close())
 
 
 def test_urls_it_cannot_serve_fall_back_to_the_redis_py_pool() -> None:
     assert MultiplexedConnection.from_url("rediss://127.0.0.1:6379/0") is None
     assert MultiplexedConnection.from_url("redis://127.0.0.1:6379/0?ssl_cert_reqs=none") is None
-    assert RedisStore.from_url("redis://127.0.0.1/0", multiplex=False)._multiplexed is None
+
+
+@pytest.mark.parametrize(("multiplex", "most"), [(True, 1), (False, 30)])
+async def test_concurrent_requests_share_one_connection_unless_multiplex_is_off(
+    private_redis: RedisServer, multiplex: bool, most: int
+) -> None:
+    admin = aioredis.Redis.from_url(private_redis.url)
+    store = RedisStore.from_url(private_redis.url, prefix="pool:", multiplex=multiplex)
+    try:
+        before = (await admin.info("clients"))["connected_clients"]
+        await store.write("x", b'{"cookie":{}}', now_ms() + 60_000)
+        loads = await asyncio.gather(*(store.load("x") for _ in range(30)))
+        assert loads == [b'{"cookie":{}}'] * 30
+        opened = (await admin.info("clients"))["connected_clients"] - before
+        assert opened <= most
+        if not multiplex:
+            assert opened > 1  # redis-py's pool: a connection per concurrent command
+    finally:
+        await store.close()
+        await admin.aclose()
