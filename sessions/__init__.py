@@ -31,6 +31,7 @@ from .session import Session
 from .stores.base import SessionInfo, Store
 from .stores.file import FileStore
 from .stores.memory import MemoryStore
+from .stores.postgres import PostgresStore
 from .stores.redis import RedisStore
 
 #: ``quart.session`` typed as our Session: ``from sessions import session``.
@@ -41,6 +42,7 @@ __all__ = [
     "Cookie",
     "FileStore",
     "MemoryStore",
+    "PostgresStore",
     "RedisStore",
     "Session",
     "SessionError",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import secrets
 import socket
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -13,11 +14,12 @@ import redis.asyncio as aioredis
 from quart import Quart, jsonify, request, session
 from quart.typing import TestClientProtocol
 
-from sessions import FileStore, MemoryStore, RedisStore, Sessions, Store
+from sessions import FileStore, MemoryStore, PostgresStore, RedisStore, Sessions, Store
 from tests.conftest import SHARED_REDIS_URL
+from tests.postgres_db import postgres_database  # noqa: F401
 
 SECRET = "keyboard cat"
-STORE_KINDS = ["memory", "file", "redis", "redis-multiplexed"]
+STORE_KINDS = ["memory", "file", "redis", "redis-multiplexed", "postgres"]
 
 
 @pytest.fixture(params=STORE_KINDS)
@@ -33,6 +35,10 @@ async def store(
         yield FileStore(tmp_path / "sessions")
     elif kind == "redis":
         yield RedisStore(redis_client, prefix=key_prefix)
+    elif kind == "postgres":  # a table of this test's own in the run's database
+        url, table = request.getfixturevalue("postgres_database"), f"session_{secrets.token_hex(6)}"
+        yield (store := PostgresStore.from_url(url, table=table))
+        await store.close()
     else:
         store = RedisStore.from_url(SHARED_REDIS_URL, prefix=key_prefix)
         yield store
@@ -46,7 +52,7 @@ def unused_port() -> int:
         return int(sock.getsockname()[1])
 
 
-@pytest.fixture(params=["file", "redis", "redis-multiplexed"])
+@pytest.fixture(params=["file", "redis", "redis-multiplexed", "postgres"])
 async def unreachable_store(
     request: pytest.FixtureRequest, tmp_path: Path, key_prefix: str
 ) -> AsyncIterator[Store]:
@@ -54,6 +60,9 @@ async def unreachable_store(
     if request.param == "file":
         (tmp_path / "sessions").write_text("not a folder")
         yield FileStore(tmp_path / "sessions")
+    elif request.param == "postgres":
+        yield (store := PostgresStore.from_url(f"postgresql://postgres@127.0.0.1:{unused_port()}/x"))
+        await store.close()
     elif request.param == "redis":
         client = aioredis.Redis(host="127.0.0.1", port=unused_port(), socket_connect_timeout=1)
         yield RedisStore(client, prefix=key_prefix)

@@ -23,7 +23,7 @@ import pytest
 import redis.asyncio as aioredis
 from quart import Quart, jsonify, session
 
-from sessions import FileStore, RedisStore, SessionNotFound, Sessions, Store
+from sessions import FileStore, PostgresStore, RedisStore, SessionNotFound, Sessions, Store
 from sessions.expiry import now_ms
 
 from .conftest import SECRET, Browser, cookie_value, make_app, set_cookies, sid_of
@@ -495,7 +495,11 @@ async def test_record_without_cookie_or_corrupt_json_is_a_fresh_session_with_a_w
 ) -> None:
     """A record without a cookie object, or not JSON at all, gives a fresh session and a warning, not a 500."""
     sid = "brokenrecord000000000000000000000"
-    await store.write(sid, raw, now_ms() + 60_000)
+    try:
+        await store.write(sid, raw, now_ms() + 60_000)
+    except ValueError:  # PostgreSQL's json column holds JSON only: no such row can exist there
+        assert isinstance(store, PostgresStore)
+        return
     app = make_app(store)
     client = browser(app)
     client.cookie = signed(sid)
