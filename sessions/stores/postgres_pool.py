@@ -27,17 +27,21 @@ _UNAVAILABLE_CLASSES = ("08", "28", "3D", "53", "57", "58", "XX")
 _UNAVAILABLE_STATES = ("25006", "55P03", "40001", "40P01")
 # A pooled connection the server dropped (a restart): the statement never ran, take another.
 _DROPPED_STATES = ("08003", "08006", "57P01", "57P02")
+# asyncpg's error for a connection the server ended while it sat in the pool (a shutdown's
+# FATAL message read before the socket closed): "another operation is in progress".
+_Broken = asyncpg.exceptions._base.InternalClientError
 
 
 def _unavailable(error: Exception) -> bool:
     if isinstance(error, asyncpg.PostgresError):
         state = str(getattr(error, "sqlstate", "") or "")
         return state[:2] in _UNAVAILABLE_CLASSES or state in _UNAVAILABLE_STATES
-    return isinstance(error, OSError | TimeoutError | asyncpg.InterfaceError)
+    return isinstance(error, OSError | TimeoutError | asyncpg.InterfaceError | _Broken)
 
 
 def _dropped(error: Exception) -> bool:
-    return getattr(error, "sqlstate", None) in _DROPPED_STATES or isinstance(error, ConnectionError)
+    state = getattr(error, "sqlstate", None)
+    return state in _DROPPED_STATES or isinstance(error, ConnectionError | _Broken)
 
 
 async def no_reset(connection: asyncpg.Connection) -> None:
@@ -111,6 +115,8 @@ class Connections:
                 connection.terminate()  # its statement may still run: never reuse it
                 raise
             except Exception as error:
+                if isinstance(error, _Broken):
+                    connection.terminate()
                 if attempt == 1 and _dropped(error):
                     continue
                 if _unavailable(error):

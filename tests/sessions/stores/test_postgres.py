@@ -29,6 +29,7 @@ from sessions.expiry import (
 from sessions.record import Change, fields, merge_record
 from sessions.stores.postgres_sql import FIRST_ISO_MS, LAST_ISO_MS
 from tests.postgres_db import postgres_database, scratch_database  # noqa: F401
+from tests.sessions.conftest import Browser, make_app, sid_of
 
 DAY = 86_400_000
 NOW = now_ms()  # the renewals' clock
@@ -472,6 +473,41 @@ async def test_pool_exhaustion_and_a_slow_statement_are_bounded_waits(
                 await slow
             assert time.monotonic() - started < 2.5
         assert await store.apply("a", change, now_ms() + DAY) is not None  # and it recovers
+    finally:
+        await store.close()
+
+
+async def test_requests_behind_a_locked_row_or_a_busy_pool_get_a_503_within_the_timeouts(
+    postgres_database: str,  # noqa: F811
+    db: asyncpg.Connection,
+    table: str,
+) -> None:
+    store = PostgresStore.from_url(
+        postgres_database, table=table, pool_size=1, acquire_timeout=0.3, statement_timeout=1.0
+    )
+    app = make_app(store)
+    user, other = (
+        Browser(app.test_client(use_cookies=False)),
+        Browser(app.test_client(use_cookies=False)),
+    )
+    await user.get("/count")
+    await other.get("/count")
+    try:
+        async with db.transaction():  # a long transaction elsewhere holds the user's row
+            await db.execute(
+                f'SELECT 1 FROM "{table}" WHERE sid = $1 FOR UPDATE', sid_of(user.cookie or "")
+            )
+            started = time.monotonic()
+            stuck = asyncio.ensure_future(user.get("/count"))
+            await asyncio.sleep(0.1)
+            waiting = await other.get("/read")  # the pool's one connection is taken
+            assert waiting.status_code == 503
+            assert waiting.headers["Retry-After"] == "5"
+            assert time.monotonic() - started < 1.0
+            assert (await stuck).status_code == 503  # statement_timeout ended the wait
+            assert time.monotonic() - started < 2.5
+        recovered = await user.get("/count")
+        assert (await recovered.get_json())["views"] == 2
     finally:
         await store.close()
 
