@@ -261,8 +261,8 @@ class PostgresStore(Store):
             await asyncio.sleep(interval * random.uniform(0.5, 1.5))
             try:
                 deleted = await self.purge_expired()
-            except StoreUnavailable as error:
-                logger.warning("sessions: pruning expired sessions failed: %s", error)
+            except Exception as error:  # the next round may succeed: never stop pruning
+                logger.warning("sessions: pruning expired sessions failed: %r", error)
             else:
                 logger.debug("sessions: pruned %d expired sessions", deleted)
 

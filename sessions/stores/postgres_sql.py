@@ -100,18 +100,25 @@ def _cookie(record: str) -> str:
     )
 
 
-def _cookie_ms(sess: str) -> str:
-    """The cookie's expiry in epoch ms: a string `expires` that is an instant (else NULL)."""
+def _facts(sess: str) -> str:
+    """One row about a record: its readable copy `r`, its first cookie object `c` (else NULL),
+    that cookie's `expires` when a string, `e`, and `ms` when that is an instant.
+
+    Each level is fenced (OFFSET 0) so that the planner computes it once: inlined, every use of a
+    column would parse the record again.
+    """
     return (
-        f"(SELECT {_ms_of_iso('x.e')} FROM (SELECT c.c ->> 'expires' AS e"
-        f" FROM (SELECT {_cookie(_readable(sess))} AS c) AS c"
-        " WHERE json_typeof(c.c -> 'expires') = 'string') AS x)"
+        f"(SELECT x.*, {_ms_of_iso('x.e')} AS ms FROM (SELECT c.r, c.c, CASE WHEN"
+        " json_typeof(c.c -> 'expires') = 'string' THEN c.c ->> 'expires' END AS e"
+        f" FROM (SELECT r.r, {_cookie('r.r')} AS c"
+        f" FROM (SELECT {_readable(sess)} AS r OFFSET 0) AS r OFFSET 0) AS c OFFSET 0) AS x)"
     )
 
 
 def _live(now: str) -> str:
     """The row `s` is alive at `now` (ms): before its `expire`, and its cookie's expiry to the ms."""
-    return f"s.expire > {_ts(now)} AND coalesce({_cookie_ms('s.sess')} > {now}::bigint, true)"
+    cookie_ms = f"(SELECT f.ms FROM {_facts('s.sess')} AS f)"
+    return f"s.expire > {_ts(now)} AND coalesce({cookie_ms} > {now}::bigint, true)"
 
 
 def _members(sess: str) -> str:
@@ -138,13 +145,11 @@ _RENEWAL = f"""SELECT n.*, CASE WHEN n.original IS NOT NULL THEN (
       FROM (SELECT CASE WHEN n.original ~ '^-?[0-9]+$' THEN floor($2::bigint + n.original::numeric)
         WHEN abs(n.original::numeric) < 1e17 THEN floor($2::bigint + n.original::float8)::numeric
         END AS f) AS d) END AS moved
-  FROM (SELECT c.c IS NOT NULL AS has_cookie,
-      coalesce(json_typeof(c.c -> 'expires') = 'string', false) AS dated,
-      {_ms_of_iso("(c.c ->> 'expires')")} AS ms,
-      CASE WHEN json_typeof(c.c -> 'originalMaxAge') = 'number' THEN (c.c -> 'originalMaxAge')::text END AS original,
-      length((c.c)::text) AS cookie_length, starts_with(s.sess::text, '{{"cookie":{{') AS head,
-      c.r -> '_owner' IS NOT NULL AS owned
-    FROM (SELECT {_cookie("r.r")} AS c, r.r FROM (SELECT {_readable("s.sess")} AS r) AS r) AS c) AS n"""
+  FROM (SELECT f.c IS NOT NULL AS has_cookie, f.e IS NOT NULL AS dated, f.ms,
+      CASE WHEN json_typeof(f.c -> 'originalMaxAge') = 'number' THEN (f.c -> 'originalMaxAge')::text END AS original,
+      length(f.c::text) AS cookie_length, starts_with(s.sess::text, '{{"cookie":{{') AS head,
+      f.r -> '_owner' IS NOT NULL AS owned
+    FROM {_facts("s.sess")} AS f OFFSET 0) AS n"""
 
 _STAMPED = (
     "overlay(s.sess::text placing regexp_replace(substr(s.sess::text, 11, n.cookie_length),"
@@ -231,7 +236,8 @@ RETURNING s.sess::text"""
         )
         # The row's `expire` and its cookie's expiry, in epoch ms (NULL: none).
         self.deadlines = (
-            f"SELECT s.sid, {_expire_ms('s.expire')}, {_cookie_ms('s.sess')} FROM {t} AS s"
+            f"SELECT s.sid, {_expire_ms('s.expire')}, (SELECT f.ms FROM {_facts('s.sess')} AS f)"
+            f" FROM {t} AS s"
             f" WHERE s.sid = ANY ($1::varchar[]) AND {_live('$2')}"
         )
         # A batch of expired rows ($1 batch size, $2 now ms), skipping rows others hold, and
