@@ -512,7 +512,7 @@ async def test_record_without_cookie_or_corrupt_json_is_a_fresh_session_with_a_w
     assert warnings_from_sessions(caplog)
 
 
-@pytest.fixture(params=["file", "redis", "redis-multiplexed"])
+@pytest.fixture(params=["file", "redis", "redis-multiplexed", "postgres"])
 async def unreadable(
     request: pytest.FixtureRequest, tmp_path: Path, key_prefix: str
 ) -> AsyncIterator[tuple[Store, str]]:
@@ -522,6 +522,10 @@ async def unreadable(
         store = FileStore(tmp_path / "sessions")
         (store.path / f"{sid}.json").mkdir(parents=True)
         yield store, sid
+    elif request.param == "postgres":
+        nowhere = PostgresStore.from_url(f"postgresql://postgres@127.0.0.1:{free_port()}/x")
+        yield nowhere, sid
+        await nowhere.close()
     elif request.param == "redis-multiplexed":
         nobody = RedisStore.from_url(f"redis://127.0.0.1:{free_port()}/0", prefix=key_prefix)
         yield nobody, sid
@@ -551,7 +555,7 @@ async def test_store_read_error_gives_503_not_500(
     assert warnings_from_sessions(caplog)
 
 
-@pytest.fixture(params=["file", "redis", "redis-multiplexed"])
+@pytest.fixture(params=["file", "redis", "redis-multiplexed", "postgres"])
 async def unwritable(
     request: pytest.FixtureRequest, tmp_path: Path, key_prefix: str
 ) -> AsyncIterator[Store]:
@@ -560,6 +564,10 @@ async def unwritable(
         store = FileStore(tmp_path / "sessions")
         store.path.write_text("not a folder")
         yield store
+    elif request.param == "postgres":
+        nowhere = PostgresStore.from_url(f"postgresql://postgres@127.0.0.1:{free_port()}/x")
+        yield nowhere
+        await nowhere.close()
     elif request.param == "redis-multiplexed":
         nobody = RedisStore.from_url(f"redis://127.0.0.1:{free_port()}/0", prefix=key_prefix)
         yield nobody
