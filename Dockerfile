@@ -27,9 +27,11 @@ RUN useradd --system --no-create-home --uid 10001 web \
 USER web
 
 EXPOSE 8000
-# granian (the fastest of the servers we measured, bench/servers/) with several worker processes;
-# ProxyFixMiddleware (deploy/asgi.py) trusts nginx as exactly one hop. exec: granian gets
-# SIGTERM from `docker stop` itself and stops gracefully (in-flight requests finish).
+# granian (the fastest of the servers we measured, bench/servers/) with several worker processes.
+# It listens on every interface of the container, but X-Forwarded-* count only on connections
+# from TRUSTED_PROXIES (nginx's address, set by docker-compose.yml; deploy/proxies.py), and
+# only the hop nginx wrote. exec: granian gets SIGTERM from `docker stop` itself and stops
+# gracefully (in-flight requests finish).
 # --http1-buffer-size: a request head over 32 KiB is a 431 (deploy/servers.py MAX_REQUEST_HEAD).
 CMD exec granian --interface asgi --host 0.0.0.0 --port 8000 --loop uvloop \
     --workers "${WEB_CONCURRENCY:-2}" --workers-kill-timeout 10 --http1-buffer-size 32768 \

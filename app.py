@@ -1,5 +1,8 @@
 """The demo site: a visit counter with sign-up, sign-in and an account page.
 
+The counter page also shows the visitor's session: its short id, the store and where it lives,
+the cookie, the record as stored, and the workers that served it lately.
+
 Run it with ``python app.py`` (http://127.0.0.1:5000; ``HOST``/``PORT`` override).  Without
 ``REDIS_URL`` sessions, users and throttle counters live in files in the instance folder; with
 ``REDIS_URL`` everything lives in Redis.  For an ASGI server use ``app:app``, e.g.
@@ -9,21 +12,38 @@ Run it with ``python app.py`` (http://127.0.0.1:5000; ``HOST``/``PORT`` override
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import math
 import os
 import secrets
 import signal
 import socket
 import tempfile
 from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from quart import Quart, Response, render_template, request, session
+from quart import Quart, Response, abort, get_flashed_messages, render_template, request, url_for
 from werkzeug.exceptions import HTTPException
+from werkzeug.sansio.utils import host_is_trusted
 
-from auth import Auth, AuthUnavailable
-from sessions import FileStore, RedisStore, Sessions, SessionUnavailable, Store
+from auth import Auth, AuthUnavailable, csrf_token, current_user, safe_next
+from sessions import (
+    DEFAULTS as SESSION_DEFAULTS,
+)
+from sessions import (
+    FileStore,
+    RedisStore,
+    Session,
+    Sessions,
+    SessionUnavailable,
+    Store,
+    session,
+    skip_session,
+)
 
 __all__ = ["create_app"]
 
@@ -31,10 +51,13 @@ logger = logging.getLogger("demo")
 
 HERE = Path(__file__).resolve().parent
 SERVED_BY = f"{socket.gethostname()}:{os.getpid()}"
+WORKERS_KEY = "workers"  # the session's own history of who served it, newest last
+WORKER_HISTORY = 6
 
 CONTENT_SECURITY_POLICY = "; ".join(
     [
         "default-src 'none'",
+        "script-src 'self'",
         "style-src 'self'",
         "img-src 'self' data:",
         "form-action 'self'",
@@ -56,6 +79,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Quart:
     """Build the demo app; ``config`` overrides the environment.
 
     Keys read: ``SECRET_KEY``, ``REDIS_URL``, ``REDIS_PREFIX`` (default ``"demo:"``),
+    ``AUTH_REDIS_URL`` (users and throttle counters; default: ``REDIS_URL``), ``TRUSTED_HOSTS``,
     ``INSTANCE_PATH``, and any Quart, ``SESSION_*`` or ``AUTH_*`` key.  Example::
 
         app = create_app({"REDIS_URL": "redis://127.0.0.1:6379/0"})
@@ -75,8 +99,11 @@ def create_app(config: Mapping[str, Any] | None = None) -> Quart:
         MAX_FORM_MEMORY_SIZE=16 * 1024,
         MAX_FORM_PARTS=20,
         SEND_FILE_MAX_AGE_DEFAULT=3600,
+        # A visitor nobody signed in keeps the counter for 30 idle minutes, not a day: a flood
+        # of cookieless visits cannot keep millions of records alive (signed-in ones keep 24 h).
+        SESSION_ANONYMOUS_TTL=30 * 60,
     )
-    for key in ("SECRET_KEY", "REDIS_URL", "REDIS_PREFIX"):
+    for key in ("SECRET_KEY", "REDIS_URL", "REDIS_PREFIX", "AUTH_REDIS_URL", "TRUSTED_HOSTS"):
         if os.environ.get(key):
             app.config[key] = os.environ[key]
     app.config.update(config)
@@ -85,10 +112,43 @@ def create_app(config: Mapping[str, Any] | None = None) -> Quart:
     if not app.config.get("SECRET_KEY"):
         app.config["SECRET_KEY"] = _instance_secret(instance / "secret_key")
 
-    Sessions(app, store=_session_store(app))
+    _refuse_untrusted_hosts(app)
+    cookie_name = _cookie_name(app)
+    Sessions(app, store=_session_store(app), name=cookie_name)
     auth = Auth(app)
-    _register_pages(app, auth)
+    _register_pages(app, auth, cookie_name)
     return app
+
+
+def _cookie_name(app: Quart) -> str:
+    """``SESSION_COOKIE_NAME`` when the config sets one, else express's ``connect.sid``.
+
+    The demo passes it to ``Sessions`` explicitly so the session panel names the real cookie.
+    """
+    configured = app.config.get("SESSION_COOKIE_NAME")
+    if configured and configured != app.default_config.get("SESSION_COOKIE_NAME"):
+        return str(configured)
+    return str(SESSION_DEFAULTS["name"])
+
+
+def _refuse_untrusted_hosts(app: Quart) -> None:
+    """TRUSTED_HOSTS (a list, or names separated by spaces or commas): any other Host is a 400.
+
+    Checked before anything else runs, so no URL is ever built from an attacker's Host header
+    (Werkzeug's slash-merging redirect builds an absolute one). Unset: every host is accepted.
+    """
+    configured = app.config.get("TRUSTED_HOSTS")
+    if isinstance(configured, str):
+        configured = configured.replace(",", " ").split()
+    trusted = [str(name) for name in configured or ()]
+    if not trusted:
+        return
+
+    async def check_host() -> None:
+        if not host_is_trusted(request.host, trusted):
+            abort(400, description="This site does not answer to that host name.")
+
+    app.before_request_funcs.setdefault(None, []).insert(0, check_host)
 
 
 def _session_store(app: Quart) -> Store:
@@ -125,29 +185,33 @@ def _instance_secret(path: Path) -> str:
     return secret
 
 
-def _register_pages(app: Quart, auth: Auth) -> None:
+def _register_pages(app: Quart, auth: Auth, cookie_name: str) -> None:
     @app.get("/")
     async def index() -> str:
-        """The visit counter."""
+        """The visit counter and what the session holds, as the store will hold it."""
         visits = int(session.get("visits", 0)) + 1
         session["visits"] = visits
-        return await render_template("index.html", visits=visits)
+        session[WORKERS_KEY] = worker_history(session.get(WORKERS_KEY), SERVED_BY)
+        panel = _session_panel(app.extensions["sessions"].store, cookie_name)
+        return await render_template("index.html", visits=visits, panel=panel)
 
     @app.get("/healthz")
-    @auth.exempt
+    @skip_session
     async def healthz() -> tuple[dict[str, Any], int]:
-        """JSON health: 200 when the session store answers, 503 when it does not."""
+        """JSON health: 200 when the session store and the accounts store answer and accept
+        writes, else 503 "degraded" (a Redis out of memory, read-only or failing its disk)."""
         store = app.extensions["sessions"].store
-        reachable = await _reachable(store)
-        status = 200 if reachable else 503
-        return {"status": "ok" if reachable else "degraded", "store": reachable}, status
+        reachable, accounts = await asyncio.gather(_reachable(store), _writable(auth))
+        healthy = reachable and accounts
+        body = {"status": "ok" if healthy else "degraded", "store": reachable, "accounts": accounts}
+        return body, 200 if healthy else 503
 
     @app.errorhandler(SessionUnavailable)
     @app.errorhandler(AuthUnavailable)
     async def unavailable(error: HTTPException) -> Response:
         """A friendly page while the store is down; it must not touch the session."""
         retry = str(getattr(error, "retry_after", None) or 5)
-        body = await render_template("unavailable.html", retry_after=retry)
+        body = await render_template("unavailable.html", retry_after=retry, retry_url=_retry_url())
         response = Response(body, 503)
         response.headers["Retry-After"] = retry
         return response
@@ -178,6 +242,120 @@ def _register_pages(app: Quart, auth: Auth) -> None:
     def served_by() -> dict[str, str]:
         return {"served_by": SERVED_BY}
 
+    app.add_template_filter(countdown)
+
+
+def countdown(seconds: float | None) -> str:
+    """``countdown(2591999) == "29 d 23:59:59"``; static/session.js ticks on in the same format."""
+    total = max(0, int(seconds or 0))
+    days, rest = divmod(total, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, rest = divmod(rest, 60)
+    clock = f"{hours:02d}:{minutes:02d}:{rest:02d}"
+    return f"{days} d {clock}" if days else clock
+
+
+def worker_history(history: Any, served_by: str) -> list[str]:
+    """The last few workers that served a session, ``served_by`` last, no repeats in a row.
+
+    ``worker_history(["a:1", "b:2"], "b:2") == ["a:1", "b:2"]``; anything but a list of
+    strings (an old or tampered record) starts the history afresh.
+    """
+    workers = [w for w in history if isinstance(w, str)] if isinstance(history, list) else []
+    if not workers or workers[-1] != served_by:
+        workers.append(served_by)
+    return workers[-WORKER_HISTORY:]
+
+
+@dataclass(frozen=True)
+class SessionPanel:
+    """What the counter page shows about the visitor's session."""
+
+    short_id: str
+    store: str
+    location: str
+    key: str | None
+    cookie_name: str
+    same_site: str
+    expires: datetime | None
+    remaining: float | None
+    owner: str | None
+    record: str
+    workers: list[str]
+
+
+def _session_panel(store: Store, cookie_name: str) -> SessionPanel:
+    """The panel of this request's session; call it last in the view, after every change."""
+    # The page itself changes the session while it renders (the flashed messages are taken out,
+    # the logout form needs a CSRF token): do it now, so the record shown is the one stored.
+    get_flashed_messages()
+    if current_user.is_authenticated:
+        csrf_token()
+    # The expiry slides when the session is saved, milliseconds from now; slide it here already.
+    session.touch()
+    cookie = session.cookie
+    kind, location, key = _store_location(store, session)
+    return SessionPanel(
+        short_id=session.id[:8],
+        store=kind,
+        location=location,
+        key=key,
+        cookie_name=cookie_name,
+        same_site=_same_site_label(cookie.same_site),
+        expires=cookie.expires,
+        # Whole milliseconds, rounded down: the page must not show a second more than is left.
+        remaining=None if cookie.max_age is None else math.floor(cookie.max_age * 1000) / 1000,
+        owner=session.owner,
+        record=json.dumps(_shown(_stored_record(session)), indent=2, ensure_ascii=False),
+        workers=list(session.get(WORKERS_KEY, [])),
+    )
+
+
+def _stored_record(current: Session) -> dict[str, Any]:
+    """The record the store holds for ``current`` once this request ends (express's layout)."""
+    record: dict[str, Any] = {"cookie": current.cookie.to_json()}
+    if current.owner is not None:
+        record["_owner"] = current.owner
+    record.update(current)
+    return record
+
+
+def _shown(record: dict[str, Any]) -> dict[str, Any]:
+    """The record for the page: secret tokens (``*_token``) cut to their first 6 characters."""
+    return {
+        name: f"{value[:6]}…" if name.endswith("_token") and isinstance(value, str) else value
+        for name, value in record.items()
+    }
+
+
+def _store_location(store: Store, current: Session) -> tuple[str, str, str | None]:
+    """The store's kind, where it keeps records (never a password), and this session's key."""
+    short = current.id[:8]
+    if isinstance(store, RedisStore):
+        pool = getattr(store.client, "connection_pool", None)
+        options: dict[str, Any] = getattr(pool, "connection_kwargs", {})
+        if options.get("path"):
+            where = f"unix:{options['path']}"
+        else:
+            where = f"{options.get('host', '?')}:{options.get('port', 6379)}"
+        return "RedisStore", f"{where}/{options.get('db', 0)}", f"{store.prefix}{short}…"
+    if isinstance(store, FileStore):
+        return "FileStore", str(store.path), f"{short}….json"
+    return type(store).__name__, "", None
+
+
+def _same_site_label(same_site: Any) -> str:
+    """The SameSite attribute as the Set-Cookie header spells it."""
+    labels = {True: "Strict", "strict": "Strict", "lax": "Lax", "none": "None"}
+    return labels.get(same_site, "not set")
+
+
+def _retry_url() -> str:
+    """Where the 503 page's retry link goes: this page again, or home after a form post."""
+    if request.method in ("GET", "HEAD"):
+        return safe_next(request.full_path.removesuffix("?")) or url_for("index")
+    return url_for("index")
+
 
 async def _reachable(store: Store) -> bool:
     try:
@@ -185,6 +363,13 @@ async def _reachable(store: Store) -> bool:
     except Exception:  # any failure (refused, timeout, disk) means "not reachable"
         return False
     return True
+
+
+async def _writable(auth: Auth) -> bool:
+    try:
+        return await asyncio.wait_for(auth.ping(), timeout=2)
+    except Exception:  # a timeout, or a store that fails in a way of its own
+        return False
 
 
 _app: Quart | None = None

@@ -9,17 +9,12 @@ Example::
 """
 
 from .csrf import CSRF_FIELD, CSRF_HEADER, CSRFError, csrf_protect, csrf_token, validate_csrf
-from .errors import AuthUnavailable, Throttled
-from .extension import (
-    DEFAULTS,
-    Auth,
-    current_user,
-    login_required,
-    login_user,
-    logout_user,
-    signed_in_user,
-)
-from .passwords import Passwords
+from .errors import AuthUnavailable, StaleSignIn, Throttled
+from .extension import DEFAULTS, Auth
+from .flashes import flash
+from .globals import current_user, login_required, login_user, logout_user, signed_in_user
+from .passwords import Passwords, Verified
+from .signins import SessionUser
 from .throttle import Counters, FileCounters, MemoryCounters, RedisCounters, Throttle
 from .users import (
     AnonymousUser,
@@ -28,6 +23,7 @@ from .users import (
     User,
     UsernameTaken,
     UserStore,
+    owner_key,
 )
 from .views import safe_next
 
@@ -46,17 +42,22 @@ __all__ = [
     "Passwords",
     "RedisCounters",
     "RedisUserStore",
+    "SessionUser",
+    "StaleSignIn",
     "Throttle",
     "Throttled",
     "User",
     "UserStore",
     "UsernameTaken",
+    "Verified",
     "csrf_protect",
     "csrf_token",
     "current_user",
+    "flash",
     "login_required",
     "login_user",
     "logout_user",
+    "owner_key",
     "safe_next",
     "signed_in_user",
     "validate_csrf",

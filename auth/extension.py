@@ -1,37 +1,34 @@
-"""The ``Auth`` extension object, ``current_user`` and the login/logout primitives."""
+"""The ``Auth`` extension object: options, backends and the per-request hooks."""
 
 from __future__ import annotations
 
-import json
-from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime, timedelta
-from functools import wraps
+import logging
+from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
-from typing import Any, ParamSpec, TypeVar, cast
+from typing import Any, ParamSpec, TypeVar
 
 from argon2 import PasswordHasher
-from quart import Quart, Response, abort, current_app, g, request, url_for
-from quart import session as _quart_session
-from werkzeug.local import LocalProxy
+from quart import Quart, current_app, g, request
+from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
 
-from sessions import MemoryStore, RedisStore, Session
+from sessions import MemoryStore, RedisStore
 
-from .csrf import csrf_token
+from .csrf import CSRF, csrf_token
+from .globals import ANONYMOUS, current_user
 from .passwords import Passwords
+from .signins import SignIns
 from .throttle import Counters, FileCounters, MemoryCounters, RedisCounters, Throttle
 from .tokens import Tokens
-from .users import AnonymousUser, FileUserStore, RedisUserStore, User, UserStore
+from .users import FileUserStore, RedisUserStore, UserStore
+from .views import blueprint
 
-__all__ = [
-    "DEFAULTS",
-    "Auth",
-    "current_user",
-    "login_required",
-    "login_user",
-    "logout_user",
-    "signed_in_user",
-    "wants_json",
-]
+__all__ = ["DEFAULTS", "EVICTING_POLICIES", "Auth"]
+
+logger = logging.getLogger("auth")
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -46,25 +43,20 @@ DEFAULTS: dict[str, Any] = {
     "AUTH_REGISTER_WINDOW": timedelta(hours=1),
     "AUTH_PASSWORD_MIN_LENGTH": 8,
     "AUTH_PASSWORD_MAX_LENGTH": 1024,
+    "AUTH_PASSWORD_MIN_SCORE": 3,
+    "AUTH_MAX_SESSIONS": 10,
     "AUTH_KEY_PREFIX": "auth:",
     "AUTH_HOME": "/",
     "AUTH_SECRET": None,
     "AUTH_URL_PREFIX": "",
     "AUTH_PASSWORD_HASHER": None,
+    "AUTH_REDIS_URL": None,
 }
 
-# Session keys; the leading underscore keeps them apart from the application's own data.
-USER_ID = "_auth_user_id"
-TOKEN = "_auth_token"
-CREATED = "_auth_created"
-USER_AGENT = "_auth_user_agent"
-REMEMBER = "_auth_remember"
-USER_AGENT_LENGTH = 200
+RedisBackends = RedisUserStore | RedisCounters
 
-ANONYMOUS = AnonymousUser()
-
-# quart's proxy is typed as Flask's SessionMixin; ours has id, cookie, owner, regenerate, destroy.
-session = cast(Session, _quart_session)
+#: Redis policies that may evict keys without a TTL: user records and the username index.
+EVICTING_POLICIES = frozenset({"allkeys-lru", "allkeys-lfu", "allkeys-random"})
 
 
 class Auth:
@@ -72,12 +64,14 @@ class Auth:
 
     Every argument is keyword-only and optional: a missing one comes from ``app.config``
     (``AUTH_*`` keys, see ``DEFAULTS``), and with no config key from the default.  The
-    sessions extension must be set up first; users and throttle counters then live in the
-    same backend as the sessions unless given.  Example::
+    sessions extension must be set up first.  Tokens are signed with the sessions' secrets
+    unless ``secret`` (``AUTH_SECRET``) is given.  Users and throttle counters live in Redis
+    when ``redis_url`` (``AUTH_REDIS_URL``) is given or the sessions do, else in files in the
+    instance folder.  Example::
 
         app = Quart(__name__)
         Sessions(app, store=RedisStore.from_url("redis://127.0.0.1:6379/0"))
-        auth = Auth(app, remember_duration=timedelta(days=14))
+        auth = Auth(app, remember_duration=timedelta(days=14), redis_url="redis://10.0.0.5/0")
     """
 
     def __init__(
@@ -95,10 +89,13 @@ class Auth:
         register_window: timedelta | int | None = None,
         password_min_length: int | None = None,
         password_max_length: int | None = None,
+        password_min_score: int | None = None,
+        max_sessions: int | None = None,
         key_prefix: str | None = None,
         home: str | None = None,
-        secret: str | list[str] | None = None,
+        secret: str | bytes | list[str | bytes] | None = None,
         url_prefix: str | None = None,
+        redis_url: str | None = None,
     ) -> None:
         self._options: dict[str, Any] = {
             "AUTH_REMEMBER_DURATION": remember_duration,
@@ -109,22 +106,24 @@ class Auth:
             "AUTH_REGISTER_WINDOW": register_window,
             "AUTH_PASSWORD_MIN_LENGTH": password_min_length,
             "AUTH_PASSWORD_MAX_LENGTH": password_max_length,
+            "AUTH_PASSWORD_MIN_SCORE": password_min_score,
+            "AUTH_MAX_SESSIONS": max_sessions,
             "AUTH_KEY_PREFIX": key_prefix,
             "AUTH_HOME": home,
             "AUTH_SECRET": secret,
             "AUTH_URL_PREFIX": url_prefix,
+            "AUTH_REDIS_URL": redis_url,
         }
         self._users = users
         self._counters = counters
         self._hasher = hasher
+        self._own_client: Redis | None = None
         self._exempt: set[Callable[..., Any]] = set()
         if app is not None:
             self.init_app(app)
 
     def init_app(self, app: Quart) -> None:
-        """Resolve the options, register the blueprint and the per-request hooks."""
-        from .views import blueprint
-
+        """Resolve the options, set up the backends, register the blueprint and the hooks."""
         sessions = app.extensions.get("sessions")
         if sessions is None:
             raise RuntimeError("set up sessions.Sessions on the app before auth.Auth")
@@ -134,27 +133,31 @@ class Auth:
         self.remember_duration = _seconds(option("AUTH_REMEMBER_DURATION"))
         self.password_min_length = int(option("AUTH_PASSWORD_MIN_LENGTH"))
         self.password_max_length = int(option("AUTH_PASSWORD_MAX_LENGTH"))
+        self.password_min_score = int(option("AUTH_PASSWORD_MIN_SCORE"))
         self.home = str(option("AUTH_HOME"))
         self.passwords = Passwords(self._hasher or option("AUTH_PASSWORD_HASHER"))
         prefix = str(option("AUTH_KEY_PREFIX"))
 
+        # One secret resolution, the sessions' (SESSION_SECRET, else SECRET_KEY + fallbacks).
         secret = option("AUTH_SECRET")
-        if secret is None and app.config.get("SECRET_KEY"):
-            secret = [app.config["SECRET_KEY"], *(app.config.get("SECRET_KEY_FALLBACKS") or ())]
         if secret is None:
-            secret = app.config.get("SESSION_SECRET")
-        keys = list(secret) if isinstance(secret, list | tuple) else [secret]
-        self.tokens = Tokens([k for k in keys if k])
+            keys = list(sessions.secrets)
+        else:
+            keys = list(secret) if isinstance(secret, list | tuple) else [secret]
+        self.tokens = Tokens(keys)
+        self.csrf = CSRF(self.tokens)
 
+        client = self._redis(option("AUTH_REDIS_URL"), store)
         instance = Path(app.instance_path)
         if self._users is None:
-            if isinstance(store, RedisStore):
-                self._users = RedisUserStore(store.client, prefix=prefix)
-            else:
-                self._users = FileUserStore(instance / "users.json")
+            self._users = (
+                RedisUserStore(client, prefix=prefix)
+                if client is not None
+                else FileUserStore(instance / "users.json")
+            )
         if self._counters is None:
-            if isinstance(store, RedisStore):
-                self._counters = RedisCounters(store.client, prefix=f"{prefix}throttle:")
+            if client is not None:
+                self._counters = RedisCounters(client, prefix=f"{prefix}throttle:")
             elif isinstance(store, MemoryStore):
                 self._counters = MemoryCounters()
             else:
@@ -168,9 +171,17 @@ class Auth:
             registrations=int(option("AUTH_REGISTER_LIMIT")),
             registration_window=_seconds(option("AUTH_REGISTER_WINDOW")),
         )
+        self.signins = SignIns(
+            self.users,
+            store,
+            remember_duration=self.remember_duration,
+            max_sessions=int(option("AUTH_MAX_SESSIONS")),
+        )
 
-        app.before_request(self._load_user)
+        app.before_request(self._skip_exempt)
+        app.after_request(self.csrf.set_cookie)
         app.context_processor(_template_globals)
+        app.before_serving(self._refuse_an_evicting_redis)
         app.after_serving(self._after_serving)
         app.register_blueprint(blueprint, url_prefix=option("AUTH_URL_PREFIX") or None)
         app.extensions["auth"] = self
@@ -187,6 +198,10 @@ class Auth:
         self._exempt.add(view)
         return view
 
+    async def ping(self) -> bool:
+        """True when the user store answers and accepts writes (for a health check)."""
+        return await self.users.ping()
+
     def _resolve(self, app: Quart) -> Callable[[str], Any]:
         def option(key: str) -> Any:
             value = self._options.get(key)
@@ -196,32 +211,62 @@ class Auth:
 
         return option
 
-    async def _load_user(self) -> None:
-        g._auth_user = ANONYMOUS
+    def _redis(self, url: str | None, store: object) -> Redis | None:
+        """The Redis of users and counters: ``AUTH_REDIS_URL``'s, else the sessions' own."""
+        if url:
+            self._own_client = Redis.from_url(
+                url,
+                socket_timeout=2.0,
+                socket_connect_timeout=2.0,
+                retry=Retry(NoBackoff(), 1),  # one retry: pooled connections die on a restart
+                health_check_interval=30,
+            )
+            return self._own_client
+        if isinstance(store, RedisStore):
+            client: Redis = store.client
+            return client
+        return None
+
+    async def _skip_exempt(self) -> None:
         if request.endpoint == "static":
+            g._auth_user = ANONYMOUS
             return
         view = current_app.view_functions.get(request.endpoint or "")
         if view is not None and view in self._exempt:
-            return
-        g._auth_user = await self._user_from_session()
+            g._auth_user = ANONYMOUS
 
-    async def _user_from_session(self) -> User | AnonymousUser:
-        user_id = session.get(USER_ID)
-        if not isinstance(user_id, str):
-            return ANONYMOUS
-        user = await self.users.get(user_id)
-        token = session.get(TOKEN)
-        key = None if user is None or not isinstance(token, str) else self.tokens.which(user, token)
-        if user is None or key is None:
-            # A password change (or a deleted account) ended this sign-in: nothing of it stays.
-            await session.destroy()
-            return ANONYMOUS
-        if key != 0:
-            session[TOKEN] = self.tokens.sign_in(user)
-        return user
+    async def _refuse_an_evicting_redis(self) -> None:
+        """Refuse to start on a Redis that may evict users (``allkeys-*``); see the README."""
+        backends = (self.users, self.throttle.counters)
+        clients = {id(b.client): b.client for b in backends if isinstance(b, RedisBackends)}
+        for client in clients.values():
+            try:
+                info = await client.info("memory")
+            except (RedisError, OSError) as error:
+                logger.warning("auth: could not read maxmemory-policy of its Redis: %s", error)
+                continue
+            for policy in _policies(info):
+                if policy in EVICTING_POLICIES:
+                    raise RuntimeError(
+                        f"auth: the Redis that holds users and throttle counters has "
+                        f"maxmemory-policy {policy}, which evicts keys that have no TTL: user "
+                        f"records would vanish and their names could be registered again. Give "
+                        f"that Redis maxmemory-policy noeviction (or volatile-*), or give auth a "
+                        f"Redis of its own with AUTH_REDIS_URL."
+                    )
 
     async def _after_serving(self) -> None:
         self.passwords.close()
+        if self._own_client is not None:
+            await self._own_client.aclose()
+
+
+def _policies(info: dict[str, Any]) -> list[str]:
+    """``maxmemory_policy`` from INFO; a cluster client answers per node."""
+    if "maxmemory_policy" in info:
+        return [str(info["maxmemory_policy"])]
+    nodes = [node for node in info.values() if isinstance(node, dict)]
+    return [str(node["maxmemory_policy"]) for node in nodes if "maxmemory_policy" in node]
 
 
 def _seconds(value: timedelta | float | int) -> float:
@@ -230,86 +275,3 @@ def _seconds(value: timedelta | float | int) -> float:
 
 def _template_globals() -> dict[str, Any]:
     return {"csrf_token": csrf_token, "current_user": current_user}
-
-
-def _extension() -> Auth:
-    return cast(Auth, current_app.extensions["auth"])
-
-
-def _get_user() -> User | AnonymousUser:
-    return cast("User | AnonymousUser", g.get("_auth_user", ANONYMOUS))
-
-
-def signed_in_user() -> User:
-    """The signed-in user of this request; only for views behind ``login_required``."""
-    user = _get_user()
-    if not isinstance(user, User):
-        raise RuntimeError("signed_in_user() needs a signed-in user: use @login_required")
-    return user
-
-
-current_user = cast("User | AnonymousUser", LocalProxy(_get_user))
-"""The signed-in ``User`` of this request, or an ``AnonymousUser`` (``is_authenticated`` False)."""
-
-
-async def login_user(user: User, *, remember: bool = False) -> None:
-    """Sign ``user`` in: a new session id (no fixation), a token bound to the password hash.
-
-    ``remember`` makes the cookie persistent for ``AUTH_REMEMBER_DURATION``; otherwise it is a
-    browser-session cookie and the store's ttl is the idle timeout.  Example::
-
-        await login_user(user, remember=True)
-    """
-    ext = _extension()
-    await session.regenerate()
-    session[USER_ID] = user.id
-    session[TOKEN] = ext.tokens.sign_in(user)
-    session[CREATED] = datetime.now(UTC).isoformat(timespec="seconds")
-    session[USER_AGENT] = request.headers.get("User-Agent", "")[:USER_AGENT_LENGTH]
-    session[REMEMBER] = remember
-    session.owner = f"user:{user.id}"
-    session.cookie.max_age = ext.remember_duration if remember else None
-    g._auth_user = user
-
-
-async def logout_user() -> None:
-    """Sign out: the session is destroyed in the store and its cookie cleared.
-
-    Example::
-
-        await logout_user()
-    """
-    await session.destroy()
-    g._auth_user = ANONYMOUS
-
-
-def wants_json() -> bool:
-    """True when the client asked for JSON rather than a page (API and fetch requests)."""
-    if request.is_json or request.headers.get("X-Requested-With") == "XMLHttpRequest":
-        return True
-    best = request.accept_mimetypes.best_match(["text/html", "application/json"])
-    return best == "application/json"
-
-
-def login_required(func: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
-    """Let only signed-in users through: others are sent to the login page (or get a JSON 401).
-
-    Example::
-
-        @app.get("/secret")
-        @login_required
-        async def secret() -> str:
-            return f"Hello {current_user.username}"
-    """
-
-    @wraps(func)
-    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
-        if not current_user.is_authenticated:
-            if wants_json():
-                body = json.dumps({"error": "authentication required"})
-                abort(Response(body, 401, content_type="application/json"))
-            target = request.full_path if request.query_string else request.path
-            abort(Response("", 302, headers={"Location": url_for("auth.login", next=target)}))
-        return await func(*args, **kwargs)
-
-    return wrapper

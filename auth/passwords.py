@@ -1,12 +1,14 @@
-"""Password hashing with argon2id, run off the event loop."""
+"""Password hashing with argon2id, run off the event loop, of NFKC-normalised passwords."""
 
 from __future__ import annotations
 
 import asyncio
+import enum
 import os
 import secrets
 import sys
 import threading
+import unicodedata
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
@@ -14,7 +16,7 @@ from typing import TypeVar
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
-__all__ = ["Passwords"]
+__all__ = ["Passwords", "Verified", "normalize"]
 
 T = TypeVar("T")
 
@@ -22,6 +24,28 @@ T = TypeVar("T")
 #: whenever it has requests to serve, and logins still progress (about a tenth of a busy core
 #: per lane thread).
 HASHING_NICENESS = 10
+
+
+def normalize(password: str) -> str:
+    """The form a password is hashed and checked in: NFKC (NIST SP 800-63B, 5.1.1.2).
+
+    The same password typed on another keyboard or system (composed "é" or "e" plus a combining
+    accent, a full-width digit) is then the same password: ``normalize("e\u0301") == "é"``.
+    """
+    return unicodedata.normalize("NFKC", password)
+
+
+class Verified(enum.Enum):
+    """The outcome of ``Passwords.verify``; true when the password is right."""
+
+    WRONG = "wrong"
+    #: Right, in the normalised form the hash was made of.
+    RIGHT = "right"
+    #: Right only as typed: a hash made before passwords were normalised; hash it anew.
+    RIGHT_UNNORMALISED = "right, unnormalised"
+
+    def __bool__(self) -> bool:
+        return self is not Verified.WRONG
 
 
 def _yield_to_the_event_loop() -> None:
@@ -39,7 +63,8 @@ class Passwords:
     """Hash and verify passwords in a small thread pool of their own.
 
     The default hasher is argon2-cffi's, i.e. argon2id with the RFC 9106 low-memory
-    parameters (t=3, m=64 MiB, p=4).  Example::
+    parameters (t=3, m=64 MiB, p=4).  Passwords are hashed in their NFKC form (``normalize``).
+    Example::
 
         passwords = Passwords()
         stored = await passwords.hash("correct horse")
@@ -56,18 +81,27 @@ class Passwords:
         self._dummy_hash: str | None = None
 
     async def hash(self, password: str) -> str:
-        """Return a fresh argon2 hash of ``password``."""
-        return await self._run(self.hasher.hash, password)
+        """Return a fresh argon2 hash of ``password`` in its normalised form."""
+        return await self._run(self.hasher.hash, normalize(password))
 
-    async def verify(self, stored_hash: str | None, password: str) -> bool:
-        """Check ``password`` against ``stored_hash``; ``None`` (unknown user) costs the same."""
-        if stored_hash is None:
-            await self._run(self._verify_sync, await self._dummy(), password)
-            return False
-        return await self._run(self._verify_sync, stored_hash, password)
+    async def verify(self, stored_hash: str | None, password: str) -> Verified:
+        """Check ``password`` against ``stored_hash``: normalised first, then as typed (a hash
+        made before normalisation). ``None`` (unknown user) costs what a wrong password costs."""
+        normalized = normalize(password)
+        candidates = [(normalized, Verified.RIGHT)]
+        if password != normalized:
+            candidates.append((password, Verified.RIGHT_UNNORMALISED))
+        target = await self._dummy() if stored_hash is None else stored_hash
+        for form, outcome in candidates:
+            if await self._run(self._verify_sync, target, form) and stored_hash is not None:
+                return outcome
+        return Verified.WRONG
 
-    def needs_rehash(self, stored_hash: str) -> bool:
-        """True when ``stored_hash`` was made with other parameters than the current hasher's."""
+    def needs_rehash(self, stored_hash: str, verified: Verified = Verified.RIGHT) -> bool:
+        """True when ``stored_hash`` was made with other parameters than the current hasher's,
+        or of the unnormalised password."""
+        if verified is Verified.RIGHT_UNNORMALISED:
+            return True
         try:
             return self.hasher.check_needs_rehash(stored_hash)
         except (InvalidHashError, ValueError):

@@ -17,9 +17,8 @@ from pathlib import Path
 from typing import TypeVar
 
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
-from .errors import AuthUnavailable, Throttled
+from .errors import Throttled, unavailable_as_503
 from .users import username_key
 
 __all__ = ["Counters", "FileCounters", "MemoryCounters", "RedisCounters", "Throttle"]
@@ -113,10 +112,8 @@ class FileCounters(Counters):
         await self._change(lambda table: table.pop(key, None))
 
     async def _change(self, change: Callable[[Table], T]) -> T:
-        try:
+        with unavailable_as_503("the throttle file"):
             return await asyncio.to_thread(self._change_sync, change)
-        except (OSError, ValueError) as error:
-            raise AuthUnavailable("the throttle file cannot be read or written") from error
 
     def _change_sync(self, change: Callable[[Table], T]) -> T:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -200,23 +197,17 @@ class RedisCounters(Counters):
     async def acquire(self, limits: Limits, window: float) -> float:
         keys = [self.prefix + key for key, _ in limits]
         args = [math.ceil(window * 1000), *(limit for _, limit in limits)]
-        try:
+        with unavailable_as_503("the throttle counters"):
             wait_ms = await self._acquire(keys=keys, args=args)
-        except (RedisError, OSError) as error:
-            raise AuthUnavailable("the throttle counters do not answer") from error
         return int(wait_ms) / 1000
 
     async def release(self, key: str) -> None:
-        try:
+        with unavailable_as_503("the throttle counters"):
             await self._release(keys=[self.prefix + key])
-        except (RedisError, OSError) as error:
-            raise AuthUnavailable("the throttle counters do not answer") from error
 
     async def reset(self, key: str) -> None:
-        try:
+        with unavailable_as_503("the throttle counters"):
             await self.client.delete(self.prefix + key)
-        except (RedisError, OSError) as error:
-            raise AuthUnavailable("the throttle counters do not answer") from error
 
 
 class Throttle:
@@ -266,11 +257,16 @@ class Throttle:
         await self.counters.release(address_key)
 
     async def begin_registration(self, address: str | None) -> None:
-        """Count a registration (each costs a password hash), or raise ``Throttled``."""
+        """Count a registration attempt, or raise ``Throttled``.
+
+        Every attempt that gets as far as asking whether the name is free counts, taken or not:
+        otherwise the form would answer "taken" for any number of names (a username oracle),
+        and each accepted one costs a password hash.
+        """
         key = f"register:{address or 'unknown'}"
         wait = await self.counters.acquire([(key, self.registrations)], self.registration_window)
         if wait > 0:
-            raise Throttled(math.ceil(wait), "Too many new accounts from this address. Try later.")
+            raise Throttled(math.ceil(wait), "Too many registration attempts from this address.")
 
     @staticmethod
     def _login_keys(username: str, address: str | None) -> tuple[str, str]:

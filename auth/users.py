@@ -9,7 +9,7 @@ import os
 import secrets
 import tempfile
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -17,9 +17,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
-from .errors import AuthUnavailable
+from .errors import AuthUnavailable, unavailable_as_503
 
 __all__ = [
     "AnonymousUser",
@@ -28,6 +27,7 @@ __all__ = [
     "User",
     "UserStore",
     "UsernameTaken",
+    "owner_key",
     "username_key",
 ]
 
@@ -39,27 +39,38 @@ def username_key(username: str) -> str:
     return username.strip().casefold()
 
 
+def owner_key(user_id: str) -> str:
+    """The owner of a user's sessions in the sessions store's index: ``owner_key("ab12") == "user:ab12"``."""
+    return f"user:{user_id}"
+
+
 @dataclass(frozen=True)
 class User:
-    """A registered user; ``password_hash`` is an argon2 hash, never the password."""
+    """A registered user; ``password_hash`` is an argon2 hash, never the password.
+
+    ``generation`` counts password changes: a sign-in checked against an older generation is
+    stale (see ``login_user``).
+    """
 
     id: str
     username: str
     password_hash: str
     created: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
+    generation: int = 0
 
     @property
     def is_authenticated(self) -> bool:
         """Always true: templates test ``current_user.is_authenticated``."""
         return True
 
-    def to_json(self) -> dict[str, str]:
+    def to_json(self) -> dict[str, str | int]:
         """The stored form of the user."""
         return {
             "id": self.id,
             "username": self.username,
             "password_hash": self.password_hash,
             "created": self.created,
+            "generation": self.generation,
         }
 
     @classmethod
@@ -70,6 +81,7 @@ class User:
             username=str(data["username"]),
             password_hash=str(data["password_hash"]),
             created=str(data.get("created", "")),
+            generation=int(data.get("generation") or 0),
         )
 
 
@@ -113,10 +125,23 @@ class UserStore(ABC):
 
     @abstractmethod
     async def set_password_hash(self, user_id: str, password_hash: str) -> User | None:
-        """Replace the stored hash; returns the updated user, ``None`` when it does not exist."""
+        """A new password: store its hash and count one more generation.
+
+        Returns the updated user, ``None`` when it does not exist.
+        """
+
+    @abstractmethod
+    async def upgrade_password_hash(
+        self, user_id: str, old_hash: str, new_hash: str
+    ) -> User | None:
+        """The same password hashed anew (new parameters, normalised form), generation unchanged.
+
+        Only while the stored hash is still ``old_hash``: a password changed meanwhile is
+        never overwritten.  Returns the updated user, else ``None``.
+        """
 
     async def ping(self) -> bool:
-        """True when the backend answers."""
+        """True when the backend answers and accepts writes."""
         return True
 
     @staticmethod
@@ -134,6 +159,23 @@ end
 return 0
 """
 
+# Change the hash inside the stored JSON atomically. ARGV[1]: the new hash; ARGV[2]: the hash
+# that must still be stored (an upgrade), or '' for a new password, which counts a generation.
+_SET_HASH = """
+local raw = redis.call('GET', KEYS[1])
+if not raw then return false end
+local user = cjson.decode(raw)
+if ARGV[2] ~= '' then
+  if user['password_hash'] ~= ARGV[2] then return false end
+else
+  user['generation'] = (tonumber(user['generation']) or 0) + 1
+end
+user['password_hash'] = ARGV[1]
+raw = cjson.encode(user)
+redis.call('SET', KEYS[1], raw)
+return raw
+"""
+
 
 class RedisUserStore(UserStore):
     """Users in Redis: a JSON string per user and a username→id key, both under ``prefix``.
@@ -147,6 +189,7 @@ class RedisUserStore(UserStore):
         self.client = client
         self.prefix = prefix
         self._create_script = client.register_script(_CREATE_USER)
+        self._set_hash_script = client.register_script(_SET_HASH)
 
     def _user_key(self, user_id: str) -> str:
         return f"{self.prefix}user:{user_id}"
@@ -155,11 +198,13 @@ class RedisUserStore(UserStore):
         return f"{self.prefix}username:{username_key(username)}"
 
     async def get(self, user_id: str) -> User | None:
-        raw = await self._call(lambda: self.client.get(self._user_key(user_id)))
+        with unavailable_as_503("the user store"):
+            raw = await self.client.get(self._user_key(user_id))
         return None if raw is None else User.from_json(json.loads(raw))
 
     async def by_username(self, username: str) -> User | None:
-        user_id = await self._call(lambda: self.client.get(self._name_key(username)))
+        with unavailable_as_503("the user store"):
+            user_id = await self.client.get(self._name_key(username))
         if user_id is None:
             return None
         return await self.get(user_id.decode() if isinstance(user_id, bytes) else str(user_id))
@@ -167,35 +212,37 @@ class RedisUserStore(UserStore):
     async def create(self, username: str, password_hash: str) -> User:
         user = User(id=self.new_id(), username=username, password_hash=password_hash)
         keys = [self._name_key(username), self._user_key(user.id)]
-        claimed = await self._call(
-            lambda: self._create_script(keys=keys, args=[user.id, json.dumps(user.to_json())])
-        )
+        with unavailable_as_503("the user store"):
+            claimed = await self._create_script(
+                keys=keys, args=[user.id, json.dumps(user.to_json())]
+            )
         if not claimed:
             raise UsernameTaken(username)
         return user
 
     async def set_password_hash(self, user_id: str, password_hash: str) -> User | None:
-        user = await self.get(user_id)
-        if user is None:
-            return None
-        updated = User(user.id, user.username, password_hash, user.created)
-        await self._call(
-            lambda: self.client.set(self._user_key(user_id), json.dumps(updated.to_json()), xx=True)
-        )
-        return updated
+        return await self._set_hash(user_id, password_hash, "")
+
+    async def upgrade_password_hash(
+        self, user_id: str, old_hash: str, new_hash: str
+    ) -> User | None:
+        return await self._set_hash(user_id, new_hash, old_hash)
+
+    async def _set_hash(self, user_id: str, password_hash: str, expected: str) -> User | None:
+        with unavailable_as_503("the user store"):
+            raw = await self._set_hash_script(
+                keys=[self._user_key(user_id)], args=[password_hash, expected]
+            )
+        return None if raw is None else User.from_json(json.loads(raw))
 
     async def ping(self) -> bool:
+        """A short-lived write: PING alone answers while Redis refuses writes (OOM, READONLY, MISCONF)."""
         try:
-            return bool(await self.client.ping())
-        except (RedisError, OSError):
+            with unavailable_as_503("the user store"):
+                await self.client.set(f"{self.prefix}health-probe", "1", px=10_000)
+        except AuthUnavailable:
             return False
-
-    @staticmethod
-    async def _call(command: Callable[[], Awaitable[T]]) -> T:
-        try:
-            return await command()
-        except (RedisError, OSError) as error:
-            raise AuthUnavailable("the user store does not answer") from error
+        return True
 
 
 class FileUserStore(UserStore):
@@ -237,11 +284,25 @@ class FileUserStore(UserStore):
         return user
 
     async def set_password_hash(self, user_id: str, password_hash: str) -> User | None:
+        return await self._change_hash(user_id, password_hash, None)
+
+    async def upgrade_password_hash(
+        self, user_id: str, old_hash: str, new_hash: str
+    ) -> User | None:
+        return await self._change_hash(user_id, new_hash, old_hash)
+
+    async def _change_hash(
+        self, user_id: str, password_hash: str, expected: str | None
+    ) -> User | None:
         updated: list[User] = []
 
         def change(data: dict[str, Any]) -> bool:
             record = data["users"].get(user_id)
             if record is None:
+                return False
+            if expected is None:
+                record["generation"] = int(record.get("generation") or 0) + 1
+            elif record.get("password_hash") != expected:
                 return False
             record["password_hash"] = password_hash
             updated.append(User.from_json(record))
@@ -251,11 +312,20 @@ class FileUserStore(UserStore):
         return updated[0] if updated else None
 
     async def ping(self) -> bool:
+        """The file reads, and its folder takes a small write (a full or read-only disk does not)."""
         try:
             await self._read()
+            await self._io(self._probe_write)
         except AuthUnavailable:
             return False
         return True
+
+    def _probe_write(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=self.path.parent, prefix=".probe.") as probe:
+            probe.write(b"1")
+            probe.flush()
+            os.fsync(probe.fileno())
 
     async def _read(self) -> dict[str, Any]:
         return await self._io(self._read_sync)
@@ -273,10 +343,8 @@ class FileUserStore(UserStore):
 
     @staticmethod
     async def _io(func: Callable[[], T]) -> T:
-        try:
+        with unavailable_as_503("the user file"):
             return await asyncio.to_thread(func)
-        except OSError as error:
-            raise AuthUnavailable("the user file cannot be read or written") from error
 
     @contextmanager
     def _locked(self) -> Iterator[None]:

@@ -2,44 +2,49 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlsplit
 
 from quart import (
     Blueprint,
     ResponseReturnValue,
     current_app,
-    flash,
     redirect,
     render_template,
     request,
     url_for,
 )
 
+from sessions import session
+
 from .csrf import UNSAFE_METHODS, validate_csrf
-from .errors import Throttled
-from .extension import (
-    CREATED,
-    REMEMBER,
-    USER_AGENT,
-    Auth,
+from .errors import StaleSignIn, Throttled
+from .flashes import flash
+from .globals import (
     current_user,
     login_required,
     login_user,
     logout_user,
-    session,
     signed_in_user,
+    signins,
 )
+from .passwords import normalize
 from .rules import USERNAME_RULE, password_errors, username_errors
+from .signins import CREATED, REMEMBER, USER_AGENT
 from .users import User, UsernameTaken
+
+if TYPE_CHECKING:  # the extension imports this module to register the blueprint
+    from .extension import Auth
 
 __all__ = ["blueprint", "safe_next"]
 
 blueprint = Blueprint("auth", __name__)
 
 LOGIN_FAILED = "Wrong username or password."
+SIGNED_OUT = "You are signed out."
 FIELD_LIMIT = 1024  # longest username we look at; passwords have their own limit
 
 
@@ -58,7 +63,7 @@ def safe_next(target: str | None) -> str | None:
 
 
 def _auth() -> Auth:
-    return cast(Auth, current_app.extensions["auth"])
+    return cast("Auth", current_app.extensions["auth"])
 
 
 async def _form() -> dict[str, str]:
@@ -128,36 +133,52 @@ async def register() -> ResponseReturnValue:
     username = form.get("username", "").strip()[:FIELD_LIMIT]
     password = form.get("password", "")
     confirm = form.get("confirm", "")
+    # The checks that read only the form come first and are free; the rest is counted.
     errors: dict[str, list[str]] = {}
     if problems := username_errors(username):
         errors["username"] = problems
-    if problems := password_errors(
-        password,
-        username,
-        min_length=ext.password_min_length,
-        max_length=ext.password_max_length,
-    ):
-        errors["password"] = problems
-    if password != confirm:
+    if normalize(password) != normalize(confirm):
         errors["confirm"] = ["The two passwords differ."]
-    if not errors and await ext.users.by_username(username) is not None:
-        errors["username"] = ["That username is taken."]
     if errors:
         return await _register_page({"username": username}, errors, 400)
 
+    # Counted before the name is looked up, taken or free: no unthrottled username oracle.
     try:
         await ext.throttle.begin_registration(request.remote_addr)
     except Throttled as error:
         return await _register_page(
             {"username": username}, {"form": [str(error.description)]}, 429, error
         )
+    if problems := await _password_problems(password, username):
+        errors["password"] = problems
+    if await ext.users.by_username(username) is not None:
+        errors["username"] = ["That username is taken."]
+    if errors:
+        return await _register_page({"username": username}, errors, 400)
     try:
-        await ext.users.create(username, await ext.passwords.hash(password))
+        user = await ext.users.create(username, await ext.passwords.hash(password))
     except UsernameTaken:
         taken = {"username": ["That username is taken."]}
         return await _register_page({"username": username}, taken, 400)
-    await flash("Your account is ready. Sign in to continue.", "success")
-    return redirect(url_for("auth.login", username=username))
+    # They just typed the password twice: asking for it a third time proves nothing.
+    await login_user(user)
+    await flash(
+        f"Welcome, {user.username}. Your account is ready and you are signed in.", "success"
+    )
+    return redirect(ext.home)
+
+
+async def _password_problems(password: str, username: str) -> list[str]:
+    """``password_errors`` with this app's limits, off the event loop (the estimate costs CPU)."""
+    ext = _auth()
+    return await asyncio.to_thread(
+        password_errors,
+        password,
+        username,
+        min_length=ext.password_min_length,
+        max_length=ext.password_max_length,
+        min_score=ext.password_min_score,
+    )
 
 
 async def _register_page(
@@ -181,7 +202,8 @@ async def login() -> ResponseReturnValue:
     """Sign in; ``next`` is followed only when it is a path on this site."""
     if request.method == "GET":
         values = {"username": request.args.get("username", "")[:FIELD_LIMIT]}
-        return await _login_page(values, safe_next(request.args.get("next")))
+        next_url = safe_next(request.args.get("next"))
+        return await _login_page(values, next_url, notice=_why_sign_in(next_url))
 
     ext = _auth()
     form = await _form()
@@ -201,24 +223,29 @@ async def login() -> ResponseReturnValue:
     user = await _authenticate(username, password)
     if user is None:
         return await _login_page(values, next_url, LOGIN_FAILED, 401)
+    try:
+        await login_user(user, remember=remember)
+    except StaleSignIn:  # the password changed while this one was checked: it is wrong now
+        return await _login_page(values, next_url, LOGIN_FAILED, 401)
     await ext.throttle.login_succeeded(username, request.remote_addr)
-    await login_user(user, remember=remember)
     await flash(f"Welcome back, {user.username}.", "success")
     return redirect(next_url or ext.home)
 
 
 async def _authenticate(username: str, password: str) -> User | None:
-    """The user if the password is right; upgrades the hash when the parameters changed."""
+    """The user if the password is right; hashes it anew when the parameters changed or it was
+    hashed before passwords were normalised (never over a password changed meanwhile)."""
     ext = _auth()
     if len(password) > ext.password_max_length:
         password = ""  # cannot match; still verified below so the time spent is the same
     user = await ext.users.by_username(username)
-    if not await ext.passwords.verify(user.password_hash if user else None, password):
+    verified = await ext.passwords.verify(user.password_hash if user else None, password)
+    if user is None or not verified:
         return None
-    assert user is not None
-    if ext.passwords.needs_rehash(user.password_hash):
+    if ext.passwords.needs_rehash(user.password_hash, verified):
         new_hash = await ext.passwords.hash(password)
-        user = await ext.users.set_password_hash(user.id, new_hash) or user
+        upgraded = await ext.users.upgrade_password_hash(user.id, user.password_hash, new_hash)
+        user = upgraded or user
     return user
 
 
@@ -228,9 +255,21 @@ async def _login_page(
     error: str | None = None,
     status: int = 200,
     throttled: Throttled | None = None,
+    notice: str | None = None,
 ) -> ResponseReturnValue:
-    body = await render_template("auth/login.html", values=values, next=next_url, error=error)
+    body = await render_template(
+        "auth/login.html", values=values, next=next_url, error=error, notice=notice
+    )
     return body, status, _retry_after(throttled)
+
+
+def _why_sign_in(next_url: str | None) -> str | None:
+    """Why the login form is shown when ``login_required`` sent the visitor here."""
+    if next_url is None:
+        return None
+    if urlsplit(next_url).path == url_for("auth.account"):
+        return "Please sign in to see your account."
+    return "Please sign in to continue."
 
 
 def _retry_after(throttled: Throttled | None) -> dict[str, str]:
@@ -241,8 +280,9 @@ def _retry_after(throttled: Throttled | None) -> dict[str, str]:
 
 @blueprint.post("/logout")
 async def logout() -> ResponseReturnValue:
-    """Sign out (POST only): the session is destroyed server-side and the cookie cleared."""
+    """Sign out (POST only): the session is destroyed server-side; a fresh one carries the notice."""
     await logout_user()
+    await flash(SIGNED_OUT, "info")
     return redirect(_auth().home)
 
 
@@ -260,9 +300,8 @@ class SessionRow:
 
 async def _session_rows() -> list[SessionRow]:
     ext = _auth()
-    store = current_app.extensions["sessions"].store
     rows = []
-    for info in await store.owned(f"user:{current_user.id}"):
+    for info in await signins().sessions_of(signed_in_user().id):
         rows.append(
             SessionRow(
                 handle=ext.tokens.handle(info.id),
@@ -277,7 +316,7 @@ async def _session_rows() -> list[SessionRow]:
     return rows
 
 
-_EPOCH = datetime.fromtimestamp(0).astimezone()
+_EPOCH = datetime.fromtimestamp(0, UTC)
 
 
 def _parse_time(value: Any) -> datetime | None:
@@ -313,11 +352,14 @@ async def _account_page(
 async def change_password() -> ResponseReturnValue:
     """Change the password: every other session ends, this one continues under a new id."""
     ext = _auth()
-    user = signed_in_user()
     form = await _form()
     current = form.get("current_password", "")
     new = form.get("new_password", "")
     address = request.remote_addr
+    user = await ext.users.get(signed_in_user().id)
+    if user is None:  # the account is gone
+        await logout_user()
+        return redirect(url_for("auth.login"))
 
     try:
         await ext.throttle.begin_login(user.username, address)
@@ -328,21 +370,23 @@ async def change_password() -> ResponseReturnValue:
         return await _account_page(wrong, 400)
     await ext.throttle.login_succeeded(user.username, address)
 
-    if problems := password_errors(
-        new, user.username, min_length=ext.password_min_length, max_length=ext.password_max_length
-    ):
+    if problems := await _password_problems(new, user.username):
         return await _account_page({"new_password": problems}, 400)
-    if new == current:
+    if normalize(new) == normalize(current):
         return await _account_page({"new_password": ["Choose a new password."]}, 400)
 
+    # The new generation is stored before the other sessions are destroyed: a sign-in that
+    # checked the old password and writes its session after destroy_owned sees it (login_user).
     updated = await ext.users.set_password_hash(user.id, await ext.passwords.hash(new))
     if updated is None:
         await logout_user()
         return redirect(url_for("auth.login"))
-    store = current_app.extensions["sessions"].store
-    await store.destroy_owned(f"user:{user.id}", keep=session.id)
+    await signins().end_other_sessions(user.id, keep=session.id)
     keep = {k: v for k, v in session.items() if not k.startswith("_")}
-    await login_user(updated, remember=bool(session.get(REMEMBER)))
+    try:
+        await login_user(updated, remember=bool(session.get(REMEMBER)))
+    except StaleSignIn:  # changed again meanwhile, elsewhere: this session ended too
+        return redirect(url_for("auth.login"))
     session.update(keep)
     await flash("Password changed. Every other session has been signed out.", "success")
     return redirect(url_for("auth.account"))
@@ -354,13 +398,13 @@ async def revoke_session() -> ResponseReturnValue:
     """Sign out one of the user's sessions, named by its handle from the account page."""
     ext = _auth()
     handle = (await _form()).get("session", "")
-    store = current_app.extensions["sessions"].store
-    for info in await store.owned(f"user:{current_user.id}"):
+    for info in await signins().sessions_of(signed_in_user().id):
         if ext.tokens.handle(info.id) == handle:
             if info.id == session.id:
                 await logout_user()
+                await flash(SIGNED_OUT, "info")
                 return redirect(ext.home)
-            await store.destroy(info.id)
+            await signins().end_session(info.id)
             await flash("That session has been signed out.", "success")
             break
     else:
@@ -372,10 +416,7 @@ async def revoke_session() -> ResponseReturnValue:
 @login_required
 async def revoke_other_sessions() -> ResponseReturnValue:
     """Sign out every session of the user except this one."""
-    store = current_app.extensions["sessions"].store
-    owner = f"user:{current_user.id}"
-    count = sum(info.id != session.id for info in await store.owned(owner))
-    await store.destroy_owned(owner, keep=session.id)
+    count = await signins().end_other_sessions(signed_in_user().id, keep=session.id)
     noun = "session" if count == 1 else "sessions"
     await flash(f"Signed out {count} other {noun}.", "success")
     return redirect(url_for("auth.account"))

@@ -1,8 +1,7 @@
-"""The benchmark's own redis-server on a free port (never the shared one at 6379)."""
+"""The benchmark's own redis-server (deploy.redis_server, no persistence) and what it counts."""
 
 from __future__ import annotations
 
-import shutil
 import statistics
 import tempfile
 from collections.abc import Callable
@@ -11,58 +10,40 @@ from pathlib import Path
 import redis
 
 from bench.monitor import Traffic, traffic
-from bench.net import free_port
-from bench.process import Child
+from bench.process import pinned
+from deploy.redis_server import RedisServer
 
 # Commands the harness itself sends while measuring; they are not the stack's.
 HARNESS_COMMANDS = frozenset({"info", "ping", "memory|usage", "scan", "echo", "monitor"})
 
 
 class PrivateRedis:
-    """redis-server with no persistence, pinned to `cpu`, stopped by PID."""
+    """A private redis-server with no persistence, pinned to `cpu`, stopped by PID."""
 
     def __init__(self, cpu: str | None, log_dir: Path) -> None:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            raise RuntimeError("redis-server is not installed: run `bash scripts/setup --bench`")
-        self.port = free_port()
-        if self.port == 6379:
-            raise RuntimeError("refusing to run the benchmark Redis on the shared port 6379")
         self._dir = tempfile.TemporaryDirectory(prefix="bench-redis-")
-        self.child = Child(
-            "redis-server",
-            [
-                binary,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                self._dir.name,
-            ],
-            self.port,
-            cpu=cpu,
+        self.server = RedisServer(
+            Path(self._dir.name),
+            durable=False,
+            wrapper=pinned((), cpu),
             log=log_dir / "redis-server.log",
         )
+        self.port = self.server.port
         self.client: redis.Redis | None = None
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        return self.server.url
 
     def start(self) -> None:
-        self.child.start()
+        self.server.start()
         self.client = redis.Redis(host="127.0.0.1", port=self.port, decode_responses=True)
 
     def stop(self) -> None:
         if self.client is not None:
             self.client.close()
             self.client = None
-        self.child.stop()
+        self.server.stop()
         self._dir.cleanup()
 
     def __enter__(self) -> PrivateRedis:

@@ -1,12 +1,13 @@
-"""The ASGI entry every server runs: the demo app, trusting exactly one proxy hop (nginx)."""
+"""The ASGI entry every server runs: the demo app behind the proxies in TRUSTED_PROXIES."""
 
 from __future__ import annotations
 
-from hypercorn.middleware import ProxyFixMiddleware
-
 from app import create_app
+from deploy.proxies import from_environment
 
-# One hop: the right-most X-Forwarded-For/-Proto/-Host value is the one nginx wrote, so
-# request.scheme is "https" behind TLS termination (secure="auto" cookies work) and a client
-# cannot spoof its address by sending its own X-Forwarded-For. Behind two proxies, raise it.
-app = ProxyFixMiddleware(create_app(), mode="legacy", trusted_hops=1)
+# Forwarded headers count only on a connection from a trusted proxy (TRUSTED_PROXIES: nginx's
+# address; loopback by default), and then only the right-most value, the one nginx wrote: so
+# request.scheme is "https" behind TLS termination (secure="auto" cookies work), while neither
+# a client going through nginx nor one reaching a worker's port directly can claim another
+# address, scheme or host.
+app = from_environment(create_app())

@@ -1,6 +1,11 @@
 """N app processes behind the system nginx, sharing one Redis: ``python -m deploy.cluster``.
 
 Usage: ``python -m deploy.cluster --workers 3 --port 8080 [--redis-url URL] [--server NAME]``
+
+Two private redis-servers unless told otherwise: sessions on one with a memory bound that
+evicts only keys with a TTL (every session has one), users and throttle counters on another
+that never evicts. A flood of anonymous sessions can then push out idle sessions, but never an
+account (issue 14: with allkeys-lru on one shared Redis it evicted user records).
 """
 
 from __future__ import annotations
@@ -16,11 +21,11 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from types import FrameType, TracebackType
 
-from deploy.nginx import Nginx
+from deploy.nginx import LOOPBACK_NAMES, Nginx
 from deploy.processes import (
     MissingBinary,
     find_binary,
@@ -33,6 +38,13 @@ from deploy.redis_server import RedisServer
 from deploy.servers import ASGI_APP, DEFAULT_SERVER, SERVERS, check_installed, server_command
 
 ROOT = Path(__file__).resolve().parent.parent
+
+#: Evict only keys that have a TTL, least recently used first. Every session key has a TTL, so
+#: at maxmemory an idle session goes; a key without a TTL (a user record, had it landed here)
+#: never does: writes then fail (OOM, a 503) instead.
+SESSION_EVICTION = "volatile-lru"
+#: The default bound of the private session Redis: about 300,000 sessions of the demo's size.
+SESSION_MEMORY = "128mb"
 
 
 def fetch(url: str, timeout: float = 2.0) -> tuple[int, dict[str, str], bytes]:
@@ -123,8 +135,30 @@ class Worker:
 
     def stop(self) -> None:
         """Graceful stop: SIGTERM by PID, SIGKILL only if it hangs; then nothing of it is left."""
+        self.resume()  # a stopped process would hold its SIGTERM until the 10 s kill
         terminate(self.process)
         self._kill_group()
+
+    def pause(self) -> None:
+        """SIGSTOP the serving process: a hung worker that still accepts connections (the kernel
+        queues them) but never answers."""
+        if self.pid is None:
+            raise RuntimeError(f"worker {self.index} is not running")
+        os.kill(self.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """SIGCONT every process of this worker (a no-op for one that runs)."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        try:
+            os.killpg(self.process.pid, signal.SIGCONT)
+        except ProcessLookupError:
+            pass
+        if self.serving_pid is not None:
+            try:
+                os.kill(self.serving_pid, signal.SIGCONT)  # granian's worker: same group, but
+            except ProcessLookupError:  # be sure even if it ever moves to a group of its own
+                pass
 
     def kill(self) -> None:
         """SIGKILL every process of this worker at once: the crash a test simulates."""
@@ -151,7 +185,16 @@ class Worker:
 
 
 class Cluster:
-    """Workers + nginx (+ a private Redis unless redis_url is given), started and stopped by PID.
+    """Workers + nginx + two private Redis servers (unless redis_url is given), by PID.
+
+    `redis` holds the sessions (bounded by `session_memory`, evicting only keys with a TTL),
+    `auth_redis` the users and throttle counters (never evicts); the workers get them as
+    REDIS_URL and AUTH_REDIS_URL. With `redis_url` and no `auth_redis_url`, everything lives
+    on that one Redis, as the app does by default.
+
+    `server_names` are the host names the site answers to besides localhost and 127.0.0.1
+    (nginx's server_name and the app's TRUSTED_HOSTS); `unlimited_addresses` are exempt from
+    nginx's per-address limits (an office NAT, a monitoring host, a load test).
 
     Example::
 
@@ -169,6 +212,11 @@ class Cluster:
         secret_key: str | None = None,
         app: str = ASGI_APP,
         env: Mapping[str, str] | None = None,
+        *,
+        auth_redis_url: str | None = None,
+        session_memory: str = SESSION_MEMORY,
+        server_names: Iterable[str] = (),
+        unlimited_addresses: Iterable[str] = (),
     ) -> None:
         if workers < 1:
             raise ValueError("workers must be at least 1")
@@ -180,6 +228,10 @@ class Cluster:
         self.worker_count = workers
         self.port = port or free_port()
         self.redis_url = redis_url
+        self.auth_redis_url = auth_redis_url
+        self.session_memory = session_memory
+        self.server_names = tuple(dict.fromkeys([*LOOPBACK_NAMES, *server_names]))
+        self.unlimited_addresses = tuple(unlimited_addresses)
         self.server = server
         self.app = app
         # Every worker must sign cookies with the same key, and keep it across restarts.
@@ -187,6 +239,7 @@ class Cluster:
         self.extra_env = dict(env or {})
         self.run_dir = Path(tempfile.mkdtemp(prefix="deploy-cluster-"))
         self.redis: RedisServer | None = None
+        self.auth_redis: RedisServer | None = None
         self.workers: list[Worker] = []
         self.nginx: Nginx | None = None
 
@@ -204,8 +257,19 @@ class Cluster:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         try:
             if self.redis_url is None:
-                self.redis = RedisServer(self.run_dir / "redis")
-                self.redis.start()
+                # Sessions: bounded, and only keys with a TTL (every session) may be evicted.
+                self.redis = RedisServer(
+                    self.run_dir / "redis",
+                    options=("--maxmemory", self.session_memory,
+                             "--maxmemory-policy", SESSION_EVICTION),
+                )  # fmt: skip
+                if self.auth_redis_url is None:
+                    # Users and throttle counters: never evicted.
+                    self.auth_redis = RedisServer(
+                        self.run_dir / "auth-redis",
+                        options=("--maxmemory", "0", "--maxmemory-policy", "noeviction"),
+                    )
+                self._start_redis()
             for index in range(self.worker_count):
                 port = free_port()
                 command = server_command(self.server, port, self.app)
@@ -215,7 +279,10 @@ class Cluster:
                 worker.start()
             for worker in self.workers:
                 worker.wait_healthy(timeout)
-            self.nginx = Nginx(self.run_dir / "nginx", self.port, [w.port for w in self.workers])
+            self.nginx = Nginx(
+                self.run_dir / "nginx", self.port, [w.port for w in self.workers],
+                server_names=self.server_names, unlimited_addresses=self.unlimited_addresses,
+            )  # fmt: skip
             self.nginx.start()
             self.wait_healthy(timeout)
         except BaseException:
@@ -228,8 +295,9 @@ class Cluster:
             self.nginx.stop()
         for worker in self.workers:
             worker.stop()
-        if self.redis is not None:
-            self.redis.stop()
+        for server in (self.redis, self.auth_redis):
+            if server is not None:
+                server.stop()
         shutil.rmtree(self.run_dir, ignore_errors=True)
 
     def __enter__(self) -> Cluster:
@@ -266,11 +334,38 @@ class Cluster:
         """SIGKILL one worker by PID, like a crash; nginx routes around it."""
         self.workers[index].kill()
 
+    def pause_worker(self, index: int) -> None:
+        """SIGSTOP one worker by PID: hung, not dead (its port still accepts connections)."""
+        self.workers[index].pause()
+
+    def resume_worker(self, index: int) -> None:
+        """SIGCONT a paused worker by PID."""
+        self.workers[index].resume()
+
     def start_worker(self, index: int, timeout: float = 30.0) -> None:
-        """Start a stopped worker again on its own port and wait until it answers."""
+        """Start a stopped worker again on its own port; return once nginx routes to it.
+
+        nginx sidelines a worker for fail_timeout after it refused a connection, so a rolling
+        restart that moved on as soon as the worker answered could leave nginx with no worker.
+        """
         worker = self.workers[index]
         worker.start()
         worker.wait_healthy(timeout)
+        self.wait_in_rotation(index, timeout)
+
+    def wait_in_rotation(self, index: int, timeout: float = 30.0) -> None:
+        """Wait until a request through nginx is answered by worker `index`."""
+        deadline = time.monotonic() + timeout
+        pid = self.workers[index].pid
+        while time.monotonic() < deadline:
+            try:
+                status, headers, _ = fetch(self.url + "healthz")
+            except (OSError, ValueError):
+                status, headers = 0, {}
+            if status == 200 and headers.get("x-served-by", "").endswith(f":{pid}"):
+                return
+            time.sleep(0.05)
+        raise TimeoutError(f"nginx did not route to worker {index} in {timeout}s")
 
     def restart_worker(self, index: int, timeout: float = 30.0) -> None:
         """Graceful stop then start of one worker."""
@@ -283,19 +378,30 @@ class Cluster:
             worker.stop()
 
     def start_workers(self, timeout: float = 30.0) -> None:
-        """Start every stopped worker and wait until the site answers through nginx."""
+        """Start every stopped worker and wait until nginx routes to each of them again."""
         for worker in self.workers:
             if not worker.running:
                 worker.start()
         for worker in self.workers:
             worker.wait_healthy(timeout)
-        self.wait_healthy(timeout)
+        for worker in self.workers:
+            self.wait_in_rotation(worker.index, timeout)
 
     def restart_redis(self) -> None:
-        """Stop and start the private Redis (same port, same append-only file)."""
+        """Stop and start the private Redis servers (same ports, same append-only files)."""
         if self.redis is None:
             raise RuntimeError("this cluster uses an external Redis (--redis-url)")
-        self.redis.restart()
+        for server in (self.redis, self.auth_redis):
+            if server is not None:
+                server.stop()
+        self._start_redis()
+
+    def _start_redis(self) -> None:
+        """Start the private servers (each with its memory policy in its command line)."""
+        assert self.redis is not None
+        self.redis.start()
+        if self.auth_redis is not None:
+            self.auth_redis.start()
 
     # ----- internals ------------------------------------------------------------------------
 
@@ -304,6 +410,14 @@ class Cluster:
         env = dict(os.environ)
         env.update(self.extra_env)
         env["REDIS_URL"] = self.redis.url if self.redis is not None else str(self.redis_url)
+        auth_url = self.auth_redis.url if self.auth_redis is not None else self.auth_redis_url
+        if auth_url:
+            env["AUTH_REDIS_URL"] = auth_url
+        else:
+            env.pop("AUTH_REDIS_URL", None)
+        # nginx reaches the workers from 127.0.0.1; nobody else's forwarded headers count.
+        env["TRUSTED_PROXIES"] = "127.0.0.1"
+        env["TRUSTED_HOSTS"] = " ".join(self.server_names)
         env["SECRET_KEY"] = self.secret_key
         env["PYTHONPATH"] = os.pathsep.join(
             part for part in (str(ROOT), env.get("PYTHONPATH", "")) if part
@@ -328,7 +442,22 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--port", type=int, default=8080, help="nginx port (default 8080)")
     parser.add_argument(
         "--redis-url", default=None,
-        help="an existing Redis; default: a private redis-server with append-only persistence",
+        help="an existing Redis for sessions (and, without --auth-redis-url, users); default: "
+             "a private redis-server with append-only persistence",
+    )  # fmt: skip
+    parser.add_argument(
+        "--auth-redis-url", default=None,
+        help="an existing Redis for users and throttle counters; default: a private one that "
+             "never evicts (only with the private session Redis)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--session-memory", default=SESSION_MEMORY,
+        help=f"maxmemory of the private session Redis (default {SESSION_MEMORY}; "
+             f"{SESSION_EVICTION} beyond it)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--server-name", action="append", default=[], metavar="NAME",
+        help="a host name the site answers to besides localhost and 127.0.0.1 (repeatable)",
     )  # fmt: skip
     parser.add_argument("--server", choices=SERVERS, default=DEFAULT_SERVER,
                         help=f"ASGI server (default {DEFAULT_SERVER})")  # fmt: skip
@@ -346,7 +475,11 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     try:
-        cluster = Cluster(args.workers, args.port, args.redis_url, args.server)
+        cluster = Cluster(
+            args.workers, args.port, args.redis_url, args.server,
+            auth_redis_url=args.auth_redis_url, session_memory=args.session_memory,
+            server_names=args.server_name,
+        )  # fmt: skip
     except (MissingBinary, RuntimeError) as error:
         print(f"deploy.cluster: {error}", file=sys.stderr)
         return 2
@@ -357,9 +490,15 @@ def main(argv: list[str] | None = None) -> int:
         if cluster.nginx is not None:
             print(f"nginx: PID {cluster.nginx.pid}, config {cluster.nginx.config_path}")
         if cluster.redis is not None:
-            print(f"Redis: {cluster.redis.url} (private, append-only, PID {cluster.redis.pid})")
+            print(f"Sessions: {cluster.redis.url} (private, append-only, maxmemory "
+                  f"{args.session_memory} {SESSION_EVICTION}, PID {cluster.redis.pid})")  # fmt: skip
         else:
-            print(f"Redis: {args.redis_url}")
+            print(f"Sessions: {args.redis_url}")
+        if cluster.auth_redis is not None:
+            print(f"Users: {cluster.auth_redis.url} (private, append-only, noeviction, "
+                  f"PID {cluster.auth_redis.pid})")  # fmt: skip
+        elif args.auth_redis_url:
+            print(f"Users: {args.auth_redis_url}")
         print(f"Serving on {cluster.url} (Ctrl-C stops everything)", flush=True)
         reported: set[int] = set()
         while True:

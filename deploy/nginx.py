@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import getpass
+import ipaddress
 import re
+import resource
 import subprocess
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -25,27 +27,66 @@ def render(template: str, values: Mapping[str, str]) -> str:
     return _PLACEHOLDER.sub(lambda match: values[match.group(1)], template)
 
 
-def upstream_servers(addresses: Iterable[str], parameters: str = "max_fails=0") -> str:
+#: The parameters of every app server line, in compose as locally: one error or timeout (a
+#: refused connection, a hung worker's 3 s read timeout) sidelines that server for 5 s, then
+#: nginx tries it with one request again. A worker that stays hung costs one request a read
+#: timeout every 8-9 s (5 s alone, the probe's 3 s), instead of every request routed to it; a
+#: restarted worker is back in rotation at most 5 s after it answers (Cluster.start_worker
+#: waits for that).
+UPSTREAM_PARAMETERS = "max_fails=1 fail_timeout=5s"
+
+#: The host names the site answers to, whatever else is configured: health checks and a local
+#: browser use them. Any other Host header is refused by nginx (421) and by the app (400).
+LOOPBACK_NAMES = ("localhost", "127.0.0.1")
+
+#: Descriptors each nginx worker may hold: twice worker_connections (a proxied request holds
+#: the client's and the app's). The container's nginx (root) can always raise its limit to this.
+OPEN_FILES = 32768
+
+
+def open_files_limit() -> int:
+    """OPEN_FILES, or this process's hard limit if lower (an unprivileged nginx cannot exceed it)."""
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return OPEN_FILES if hard == resource.RLIM_INFINITY else min(OPEN_FILES, hard)
+
+
+def upstream_servers(addresses: Iterable[str], parameters: str = UPSTREAM_PARAMETERS) -> str:
     """The ``server`` lines of the upstream block for host:port addresses.
 
-    max_fails=0 (the local default): on loopback a stopped worker refuses a connection at
-    once and nginx moves on to the next, so no worker is ever sidelined for fail_timeout; a
-    restarted worker is back in rotation on its first healthy answer, even during a quick
-    rolling restart. (Compose, where a dead replica's address can time out, passes
-    max_fails=1 fail_timeout=2s in NGINX_UPSTREAM_SERVERS instead.)
+    Example: ``upstream_servers(["127.0.0.1:8001"])`` ->
+    ``"server 127.0.0.1:8001 max_fails=1 fail_timeout=5s;"``
     """
     return "\n        ".join(f"server {address} {parameters};" for address in addresses)
 
 
-def local_values(run_dir: Path, port: int, app_ports: Iterable[int]) -> dict[str, str]:
+def unlimited_entries(addresses: Iterable[str]) -> str:
+    """The ``geo`` lines that exempt addresses (or CIDR blocks) from the per-address limits.
+
+    Example: ``unlimited_entries(["127.0.0.1"])`` -> ``"127.0.0.1/32 1;"``
+    """
+    # ip_network raises ValueError naming a mistyped address before nginx ever sees it.
+    networks = [ipaddress.ip_network(address, strict=False) for address in addresses]
+    return "\n        ".join(f"{network} 1;" for network in networks)
+
+
+def local_values(
+    run_dir: Path,
+    port: int,
+    app_ports: Iterable[int],
+    server_names: Iterable[str] = LOOPBACK_NAMES,
+    unlimited_addresses: Iterable[str] = (),
+) -> dict[str, str]:
     """Template values for a local, unprivileged run: everything under run_dir, loopback only."""
     return {
         "NGINX_USER": getpass.getuser(),
-        "NGINX_WORKER_PROCESSES": "1",
+        "NGINX_WORKER_PROCESSES": "auto",
+        "NGINX_WORKER_RLIMIT_NOFILE": str(open_files_limit()),
         "NGINX_RUN_DIR": str(run_dir),
         "NGINX_ERROR_LOG": str(run_dir / "error.log"),
         "NGINX_ACCESS_LOG": str(run_dir / "access.log"),
         "NGINX_LISTEN": f"127.0.0.1:{port}",
+        "NGINX_SERVER_NAMES": " ".join(server_names),
+        "NGINX_UNLIMITED_ADDRESSES": unlimited_entries(unlimited_addresses),
         "NGINX_UPSTREAM_SERVERS": upstream_servers(f"127.0.0.1:{p}" for p in app_ports),
     }
 
@@ -53,18 +94,30 @@ def local_values(run_dir: Path, port: int, app_ports: Iterable[int]) -> dict[str
 class Nginx:
     """The system nginx, not daemonized, with a config rendered from the template into run_dir."""
 
-    def __init__(self, run_dir: Path, port: int, app_ports: Iterable[int]) -> None:
+    def __init__(
+        self,
+        run_dir: Path,
+        port: int,
+        app_ports: Iterable[int],
+        *,
+        server_names: Iterable[str] = LOOPBACK_NAMES,
+        unlimited_addresses: Iterable[str] = (),
+    ) -> None:
         self.binary = find_binary("nginx", "/usr/sbin/nginx")
         self.run_dir = run_dir
         self.port = port
         self.app_ports = list(app_ports)
+        self.server_names = tuple(server_names)
+        self.unlimited_addresses = tuple(unlimited_addresses)
         self.config_path = run_dir / "nginx.conf"
         self.process: subprocess.Popen[bytes] | None = None
 
     def write_config(self) -> Path:
         """Render the template for this run and write it to run_dir/nginx.conf."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        text = render(TEMPLATE.read_text(), local_values(self.run_dir, self.port, self.app_ports))
+        values = local_values(self.run_dir, self.port, self.app_ports, self.server_names,
+                              self.unlimited_addresses)  # fmt: skip
+        text = render(TEMPLATE.read_text(), values)
         self.config_path.write_text(text)
         return self.config_path
 

@@ -27,6 +27,7 @@ from .errors import (
     StoreUnavailable,
 )
 from .extension import DEFAULTS, Sessions, default_genid
+from .helpers import skip_session
 from .session import Session
 from .stores.base import SessionInfo, Store
 from .stores.file import FileStore
@@ -55,4 +56,5 @@ __all__ = [
     "StoreUnavailable",
     "default_genid",
     "session",
+    "skip_session",
 ]

@@ -100,7 +100,7 @@ def decide(rules: Rules, facts: Facts) -> Decision:
 
     if save:
         store = StoreAction.WRITE
-    elif not facts.new and facts.can_renew and not facts.renewed:
+    elif not facts.new and facts.can_renew and not (facts.renewed or facts.written):
         store = StoreAction.RENEW
     else:
         store = StoreAction.NOTHING

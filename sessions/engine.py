@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import TYPE_CHECKING, Any
 
+from quart import has_request_context, has_websocket_context
+from quart.globals import request_ctx, websocket_ctx
 from quart.sessions import SessionInterface
 from werkzeug.exceptions import HTTPException
 
@@ -15,7 +18,7 @@ from .expiry import Renewal, is_expired, now_ms
 from .policy import Policy
 from .record import RESERVED, change_between, dump_record, parse_record
 from .serialization import dump_data, dump_json
-from .session import OutOfScopeSession, Session, state_of
+from .session import OutOfScopeSession, Session, SkippedSession, state_of
 from .signing import encode_cookie_value
 from .state import SessionState
 from .stores.base import Store
@@ -40,6 +43,8 @@ class SessionEngine(SessionInterface):
         self.policy = policy
         self.store = store
         self.permanent_lifetime = policy.permanent_lifetime
+        self._skipped = SkippedSession()
+        self._skips: dict[str | None, bool] = {}  # per endpoint; views can be added after start-up
 
     async def open_session(self, app: Quart, request: BaseRequestWebsocket) -> Session | None:
         policy = self.policy
@@ -50,6 +55,8 @@ class SessionEngine(SessionInterface):
         verified = policy.read_cookie(request)
         if verified is None:
             return self._new(request, secure, cookie_id=None).session
+        if self._skipped_route(app, request):
+            return self._skipped  # type: ignore[return-value]
         sid, secret_index = verified
         renewal = self.store.renewal(now_ms(), policy.anonymous_ttl)
         try:
@@ -80,10 +87,20 @@ class SessionEngine(SessionInterface):
                 response.headers.setdefault("Retry-After", str(self.policy.retry_after))
             return
         data_json = dump_data(session)
+        if state.is_new() and self._skipped_route(app, state.request):
+            if state.is_modified(data_json):
+                raise RuntimeError(SkippedSession.reason)
+            return
         decision = decide(
             self.policy.rules, state.facts(status, data_json, can_renew=self._can_renew())
         )
-        await self._carry_out(app, state, decision, data_json, response)
+        finishing = self._carry_out(app, state, decision, data_json, response)
+        if response is None:
+            # A websocket's session is saved as its handler returns, often while the client
+            # closes the socket and the task is cancelled: let the write finish regardless.
+            await asyncio.shield(finishing)
+        else:
+            await finishing
 
     async def _carry_out(
         self,
@@ -119,6 +136,23 @@ class SessionEngine(SessionInterface):
             response.vary.add("Cookie")
 
     # ------------------------------------------------------------------ reading
+
+    def _skipped_route(self, app: Quart, request: BaseRequestWebsocket) -> bool:
+        """Whether the request's route uses no session (static, 404s, @skip_session, skip=)."""
+        if request.url_rule is None and request.routing_exception is None:
+            # Quart opens the session before it matches the URL: match it now (a few µs),
+            # only for requests that would otherwise cost a store read.
+            context = request_ctx._get_current_object() if has_request_context() else None  # type: ignore[attr-defined]
+            if context is None and has_websocket_context():
+                context = websocket_ctx._get_current_object()  # type: ignore[attr-defined]
+            if context is not None and context.request_websocket is request:
+                context.match_request()
+        endpoint = request.endpoint
+        skips = self._skips.get(endpoint)
+        if skips is None:
+            view = app.view_functions.get(endpoint) if endpoint else None
+            skips = self._skips[endpoint] = self.policy.skips(endpoint, view)
+        return skips
 
     def _parse(self, raw: bytes, sid: str) -> tuple[Cookie, str | None, dict[str, Any]] | None:
         """The loaded record's parts, or None (a warning) when it is unreadable or has expired."""

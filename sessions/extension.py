@@ -43,6 +43,8 @@ DEFAULTS: dict[str, Any] = {
     "max_size": 64 * 1024,
     "retry_after": 5,
     "anonymous_ttl": None,
+    "skip": ("static",),
+    "skip_not_found": True,
 }
 
 # Quart's own SESSION_COOKIE_* keys, mapped to our cookie options; used only where the app changed them.
@@ -62,7 +64,9 @@ class Sessions:
     Every argument is keyword-only and falls back to ``app.config`` (``SESSION_SECRET`` or
     ``SECRET_KEY`` + ``SECRET_KEY_FALLBACKS``, ``SESSION_STORE``, ``SESSION_COOKIE_NAME``, the other
     ``SESSION_COOKIE_*`` keys, ``SESSION_RESAVE``, ``SESSION_ROLLING``, ``SESSION_SAVE_UNINITIALIZED``,
-    ``SESSION_UNSET``, ``SESSION_PROXY``, ``SESSION_MAX_SIZE``), then to :data:`DEFAULTS`::
+    ``SESSION_UNSET``, ``SESSION_PROXY``, ``SESSION_MAX_SIZE``, ``SESSION_RETRY_AFTER``,
+    ``SESSION_ANONYMOUS_TTL``, ``SESSION_SKIP``, ``SESSION_SKIP_NOT_FOUND``), then to
+    :data:`DEFAULTS`::
 
         app = Quart(__name__)
         Sessions(app, secret=["new", "old"], store=RedisStore.from_url("redis://127.0.0.1:6379/0"))
@@ -98,6 +102,8 @@ class Sessions:
         max_size: int | None = None,
         retry_after: int | None = None,
         anonymous_ttl: int | timedelta | None = None,
+        skip: Sequence[str] | None = None,
+        skip_not_found: bool | None = None,
     ) -> None:
         """Install the session engine on `app` (arguments override the constructor's)."""
         given = {k: v for k, v in locals().items() if k not in ("self", "app") and v is not None}
@@ -137,6 +143,8 @@ class Sessions:
             permanent_lifetime=app.permanent_session_lifetime,
             retry_after=int(pick("retry_after")),
             anonymous_ttl=_seconds(pick("anonymous_ttl")),
+            skip=frozenset(pick("skip")),
+            skip_not_found=bool(pick("skip_not_found")),
         )
         if not callable(policy.genid):
             raise TypeError("genid must be a function of the request returning a str")

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from .cookie import normalize_cookie_options
 from .decision import Rules
+from .helpers import SKIP_ATTRIBUTE
 from .signing import read_cookie, verify
 
 if TYPE_CHECKING:
@@ -49,11 +50,28 @@ class Policy:
     retry_after: int
     #: Idle life (seconds) of a stored session with no owner and a browser-session cookie; None: the store's ttl.
     anonymous_ttl: int | None = None
+    #: Endpoints that use no session ("static"); "name." stands for every endpoint of a blueprint.
+    skip: frozenset[str] = frozenset({"static"})
+    #: Requests no route matches (404, 405) use no session.
+    skip_not_found: bool = True
     rules: Rules = field(init=False)
 
     def __post_init__(self) -> None:
         rules = Rules(self.resave, self.rolling, self.save_uninitialized, self.unset == "destroy")
         object.__setattr__(self, "rules", rules)
+
+    def skips(self, endpoint: str | None, view: object) -> bool:
+        """Whether requests for `endpoint` (served by `view`) go without a session."""
+        if endpoint is None:
+            return self.skip_not_found
+        if endpoint in self.skip or getattr(view, SKIP_ATTRIBUTE, False):
+            return True
+        blueprint, dot, _ = endpoint.rpartition(".")
+        return bool(dot) and any(
+            blueprint == name[:-1] or blueprint.startswith(name)
+            for name in self.skip
+            if name.endswith(".")
+        )
 
     def cookie_options(self, request: BaseRequestWebsocket) -> Mapping[str, Any]:
         options = self.cookie
@@ -65,7 +83,10 @@ class Policy:
         cookie_path = options.get("path") or "/"
         if cookie_path == "/":
             return True
-        path = request.root_path + request.path
+        # ASGI's scope path includes the mount point (root_path); Quart's request.path does not.
+        path, root = request.scope.get("path") or request.path, request.root_path
+        if root and not path.startswith(root):
+            path = root + path
         # A segment boundary, unlike express's plain prefix test that lets /app match /application.
         prefix = cookie_path if cookie_path.endswith("/") else cookie_path + "/"
         return path == cookie_path or path.startswith(prefix)
@@ -88,7 +109,8 @@ class Policy:
 
     def read_cookie(self, request: BaseRequestWebsocket) -> tuple[str, int] | None:
         """The verified session id the request carries and which secret verified it."""
-        header = request.headers.get("Cookie")
+        # HTTP/2 (and some clients) may send a Cookie header per cookie: they form one list.
+        header = "; ".join(request.headers.getlist("Cookie"))
         if not header:
             return None
         value = read_cookie(header, self.name)

@@ -1,24 +1,28 @@
-"""Shared fixtures: the shared Redis (own key prefix per test) and private redis-server instances."""
+"""Shared fixtures: the suite's own Redis and PostgreSQL, and private ones a test may break.
+
+The suite needs no service already running. The first test that asks for Redis starts one
+redis-server for the whole run (each test keeps to its own key prefix); the first that asks for
+PostgreSQL starts one private cluster (each test gets a database of its own). Both listen on
+free loopback ports, live in temporary directories and are stopped by PID at the end.
+`TEST_REDIS_URL` / `TEST_POSTGRES_URL` name other servers instead (a developer's own).
+"""
 
 from __future__ import annotations
 
 import os
 import secrets
-import shutil
-import subprocess
 import tempfile
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
 
-from deploy.processes import free_port, kill, terminate, wait_for_port
+from deploy.postgres_server import PostgresServer, create_database, drop_database
+from deploy.redis_server import RedisServer
 
-__all__ = ["SHARED_REDIS_URL", "RedisServer"]
-
-SHARED_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+# pg_stat_statements lets a test count the statements its requests send.
+POSTGRES_SETTINGS = {"shared_preload_libraries": "pg_stat_statements"}
 
 
 @pytest.hookimpl(wrapper=True)
@@ -33,68 +37,25 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     return report
 
 
-@dataclass
-class RedisServer:
-    """A private redis-server started by a test; stopped only by its own PID."""
-
-    port: int
-    directory: Path
-    process: subprocess.Popen[bytes] | None = None
-    extra: tuple[str, ...] = ()
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            raise RuntimeError("redis-server is not installed: run scripts/setup --test")
-        self.process = subprocess.Popen(
-            [
-                binary,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--dir",
-                str(self.directory),
-                "--save",
-                "",
-                "--logfile",
-                str(self.directory / "redis.log"),
-                *self.extra,
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        wait_for_port(self.port, self.process)
-
-    def stop(self) -> None:
-        terminate(self.process)
-        self.process = None
-
-    def kill(self) -> None:
-        kill(self.process)
-        self.process = None
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """The URL of the Redis every test shares (each under its own key prefix) for this run."""
+    override = os.environ.get("TEST_REDIS_URL")
+    if override:
+        yield override
+        return
+    with (
+        tempfile.TemporaryDirectory(prefix="test-redis-suite-") as directory,
+        RedisServer(Path(directory), durable=False) as server,
+    ):
+        yield server.url
 
 
 @pytest.fixture
 def private_redis() -> Iterator[RedisServer]:
     """A redis-server of this test's own, on a free port, with append-only persistence."""
     with tempfile.TemporaryDirectory(prefix="test-redis-") as directory:
-        server = RedisServer(
-            free_port(),
-            Path(directory),
-            extra=(
-                "--appendonly",
-                "yes",
-                "--appendfsync",
-                "always",
-                "--enable-debug-command",
-                "local",
-            ),
-        )
+        server = RedisServer(Path(directory), options=("--enable-debug-command", "local"))
         server.start()
         try:
             yield server
@@ -104,22 +65,52 @@ def private_redis() -> Iterator[RedisServer]:
 
 @pytest.fixture
 def key_prefix() -> str:
-    """A key prefix no other test (or developer) uses on the shared Redis."""
+    """A key prefix no other test (or developer) uses on the suite's Redis."""
     return f"test:{secrets.token_hex(6)}:sess:"
 
 
 @pytest.fixture
-async def redis_client(key_prefix: str) -> AsyncIterator[aioredis.Redis]:
-    """A client of the shared Redis; every key under this test's prefix is removed afterwards."""
-    client = aioredis.Redis.from_url(SHARED_REDIS_URL)
+async def redis_client(redis_url: str, key_prefix: str) -> AsyncIterator[aioredis.Redis]:
+    """A client of the suite's Redis; every key under this test's prefix is removed afterwards."""
+    client = aioredis.Redis.from_url(redis_url)
     try:
         await client.ping()
     except Exception as error:  # pragma: no cover - environment problem
-        raise RuntimeError(
-            f"the shared Redis at {SHARED_REDIS_URL} does not answer: {error}"
-        ) from error
+        raise RuntimeError(f"the Redis at {redis_url} does not answer: {error}") from error
     yield client
     keys = [key async for key in client.scan_iter(match=key_prefix.split(":sess:")[0] + ":*")]
     if keys:
         await client.delete(*keys)
     await client.aclose()
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """The URL of the PostgreSQL server every test shares for this run (the `postgres` database)."""
+    override = os.environ.get("TEST_POSTGRES_URL")
+    if override:
+        yield override
+        return
+    with PostgresServer(settings=POSTGRES_SETTINGS) as server:
+        yield server.url
+
+
+@pytest.fixture
+def postgres_database(postgres_url: str) -> Iterator[str]:
+    """The URL of a new database of this test's own on the suite's PostgreSQL, dropped after."""
+    name = f"test_{secrets.token_hex(6)}"
+    url = create_database(postgres_url, name)
+    try:
+        yield url
+    finally:
+        drop_database(postgres_url, name)
+
+
+@pytest.fixture
+def private_postgres(request: pytest.FixtureRequest) -> Iterator[PostgresServer]:
+    """A PostgreSQL cluster of this test's own, to stop, kill or break; every statement is logged
+    to its `log_path`. More settings: ``@pytest.mark.parametrize("private_postgres",
+    [{"max_connections": "5"}], indirect=True)``."""
+    settings = {**POSTGRES_SETTINGS, "log_statement": "all", **getattr(request, "param", {})}
+    with PostgresServer(settings=settings) as server:
+        yield server

@@ -1,15 +1,12 @@
 """Private Redis topologies for tests: a 3-master Cluster and a master + replica + Sentinel.
 
-Every process is a `redis-server` of our own, bound to 127.0.0.1 on free ports, working in a
-temporary directory, and stopped by its own PID (never by name). The shared Redis on 6379 is
-never contacted.
+Every process is a `deploy.redis_server.RedisServer` (persistence-free), bound to 127.0.0.1 on
+free ports, working in a temporary directory, and stopped by its own PID (never by name).
 """
 
 from __future__ import annotations
 
-import atexit
 import shutil
-import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -20,13 +17,14 @@ from typing import Any
 
 import redis
 
+from deploy.processes import MissingBinary as MissingRedisBinary
 from deploy.processes import free_port
+from deploy.redis_server import RedisServer
 
 __all__ = [
     "SETUP_HINT",
     "MissingRedisBinary",
     "RedisCluster3",
-    "RedisProcess",
     "SentinelSetup",
     "command",
     "free_port",
@@ -35,13 +33,6 @@ __all__ = [
 ]
 
 SETUP_HINT = "run `bash scripts/setup --test` to install redis-server and redis-cli"
-
-# Every process started here, so that even an interrupted run leaves no server behind.
-_running: dict[int, subprocess.Popen[bytes]] = {}
-
-
-class MissingRedisBinary(RuntimeError):
-    """redis-server or redis-cli is not installed."""
 
 
 def require_binary(name: str) -> str:
@@ -57,14 +48,6 @@ def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None
         if time.monotonic() > deadline:
             raise TimeoutError(f"{what} within {timeout}s")
         time.sleep(0.05)
-
-
-def answers(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-            return True
-    except OSError:
-        return False
 
 
 def redis_cli(*args: str, timeout: float = 30.0) -> str:
@@ -127,92 +110,12 @@ def cluster_state(port: int) -> str | None:
     return None
 
 
-@dataclass
-class RedisProcess:
-    """One redis-server process; `arguments` follow the binary (a config file may come first)."""
-
-    port: int
-    directory: Path
-    arguments: list[str]
-    process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def pid(self) -> int | None:
-        return None if self.process is None else self.process.pid
-
-    def log_tail(self, characters: int = 3000) -> str:
-        path = self.directory / "redis.log"
-        return path.read_text(errors="replace")[-characters:] if path.exists() else ""
-
-    def start(self) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
-        process = subprocess.Popen(
-            [require_binary("redis-server"), *self.arguments],
-            cwd=self.directory,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        self.process = process
-        _running[process.pid] = process
-        try:
-            wait_until(
-                lambda: answers(self.port) or process.poll() is not None,
-                10.0,
-                f"redis-server did not answer on 127.0.0.1:{self.port}",
-            )
-        except TimeoutError:
-            self.kill()
-            raise
-        if process.poll() is not None:
-            self.process = None
-            _running.pop(process.pid, None)
-            raise RuntimeError(f"redis-server on port {self.port} exited:\n{self.log_tail()}")
-
-    def stop(self) -> None:
-        """SIGTERM to this PID; SIGKILL when it lingers."""
-        process, self.process = self.process, None
-        if process is None:
-            return
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        _running.pop(process.pid, None)
-
-    def kill(self) -> None:
-        """SIGKILL to this PID: a crash, as far as replicas and sentinels can tell."""
-        process, self.process = self.process, None
-        if process is None:
-            return
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-        _running.pop(process.pid, None)
-
-
-def server_arguments(port: int, directory: Path, *extra: str) -> list[str]:
-    """A loopback-only, persistence-free redis-server on `port` working in `directory`."""
-    return [
-        "--port",
-        str(port),
-        "--bind",
-        "127.0.0.1",
-        "--dir",
-        str(directory),
-        "--save",
-        "",
-        "--appendonly",
-        "no",
-        "--logfile",
-        str(directory / "redis.log"),
-        # Full syncs start at once (the default waits 5 s for more replicas to join).
-        "--repl-diskless-sync-delay",
-        "0",
-        *extra,
-    ]
+def data_server(directory: Path, *options: str) -> RedisServer:
+    """A persistence-free redis-server on a free port for a topology, working in `directory`."""
+    # Full syncs start at once (the default waits 5 s for more replicas to join).
+    return RedisServer(
+        directory, durable=False, options=("--repl-diskless-sync-delay", "0", *options)
+    )
 
 
 @dataclass
@@ -220,7 +123,7 @@ class RedisCluster3:
     """Three masters, no replicas, all 16384 slots assigned by `redis-cli --cluster create`."""
 
     directory: Path
-    nodes: list[RedisProcess] = field(default_factory=list)
+    nodes: list[RedisServer] = field(default_factory=list)
 
     @property
     def ports(self) -> list[int]:
@@ -230,25 +133,18 @@ class RedisCluster3:
         require_binary("redis-cli")
         try:
             for number in range(3):
-                port, bus_port = free_port(), free_port()
                 directory = self.directory / f"node-{number}"
-                directory.mkdir(parents=True)
-                node = RedisProcess(
-                    port,
+                node = data_server(
                     directory,
-                    server_arguments(
-                        port,
-                        directory,
-                        "--cluster-enabled",
-                        "yes",
-                        "--cluster-config-file",
-                        str(directory / "nodes.conf"),
-                        # An explicit bus port: port + 10000 may be taken, or beyond 65535.
-                        "--cluster-port",
-                        str(bus_port),
-                        "--cluster-node-timeout",
-                        "2000",
-                    ),
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-config-file",
+                    str(directory / "nodes.conf"),
+                    # An explicit bus port: port + 10000 may be taken, or beyond 65535.
+                    "--cluster-port",
+                    str(free_port()),
+                    "--cluster-node-timeout",
+                    "2000",
                 )
                 self.nodes.append(node)
                 node.start()
@@ -293,16 +189,16 @@ class SentinelSetup:
 
     directory: Path
     name: str = "mymaster"
-    master: RedisProcess | None = None
-    replica: RedisProcess | None = None
-    sentinel: RedisProcess | None = None
+    master: RedisServer | None = None
+    replica: RedisServer | None = None
+    sentinel: RedisServer | None = None
 
     @property
     def sentinel_port(self) -> int:
         assert self.sentinel is not None, "the sentinel is not running"
         return self.sentinel.port
 
-    def process_on(self, port: int) -> RedisProcess:
+    def process_on(self, port: int) -> RedisServer:
         for process in (self.master, self.replica):
             if process is not None and process.port == port:
                 return process
@@ -310,49 +206,30 @@ class SentinelSetup:
 
     def start(self) -> None:
         try:
-            master_port = free_port()
-            master_dir = self.directory / "master"
-            self.master = RedisProcess(
-                master_port, master_dir, server_arguments(master_port, master_dir)
-            )
+            self.master = data_server(self.directory / "master")
             self.master.start()
+            master_port = self.master.port
 
-            replica_port = free_port()
-            replica_dir = self.directory / "replica"
-            self.replica = RedisProcess(
-                replica_port,
-                replica_dir,
-                server_arguments(
-                    replica_port, replica_dir, "--replicaof", "127.0.0.1", str(master_port)
-                ),
+            self.replica = data_server(
+                self.directory / "replica", "--replicaof", "127.0.0.1", str(master_port)
             )
             self.replica.start()
+            replica_port = self.replica.port
             wait_until(
                 lambda: self._replication(replica_port).get("master_link_status") == "up",
                 10.0,
                 "the replica did not finish its first sync",
             )
 
-            sentinel_port = free_port()
-            sentinel_dir = self.directory / "sentinel"
-            sentinel_dir.mkdir(parents=True)
-            config = sentinel_dir / "sentinel.conf"  # the sentinel rewrites it: ours, writable
-            config.write_text(
-                "\n".join(
-                    [
-                        f"port {sentinel_port}",
-                        "bind 127.0.0.1",
-                        f'dir "{sentinel_dir}"',
-                        f'logfile "{sentinel_dir / "redis.log"}"',
-                        f"sentinel monitor {self.name} 127.0.0.1 {master_port} 1",
-                        f"sentinel down-after-milliseconds {self.name} 1000",
-                        f"sentinel failover-timeout {self.name} 5000",
-                        f"sentinel parallel-syncs {self.name} 1",
-                        "",
-                    ]
-                )
+            self.sentinel = RedisServer(
+                self.directory / "sentinel",
+                sentinel=[
+                    f"sentinel monitor {self.name} 127.0.0.1 {master_port} 1",
+                    f"sentinel down-after-milliseconds {self.name} 1000",
+                    f"sentinel failover-timeout {self.name} 5000",
+                    f"sentinel parallel-syncs {self.name} 1",
+                ],
             )
-            self.sentinel = RedisProcess(sentinel_port, sentinel_dir, [str(config), "--sentinel"])
             self.sentinel.start()
             wait_until(
                 lambda: self._sentinel_knows_replica(replica_port),
@@ -441,13 +318,3 @@ class SentinelSetup:
 
         wait_until(settled, timeout, f"the sentinel did not finish failing over {self.name}")
         return self.master_port()
-
-
-def _stop_everything_left() -> None:
-    for process in list(_running.values()):
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-
-
-atexit.register(_stop_everything_left)

@@ -2,22 +2,28 @@
 
 from __future__ import annotations
 
+import html
+import json
 import logging
 import os
+import re
 import socket
 import stat
 import subprocess
 import sys
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import pytest
 
-from app import create_app
+from app import WORKER_HISTORY, create_app, worker_history
 
-from .auth.support import BACKENDS, Site, SiteFactory, site_settings, start_site
+from .auth.support import BACKENDS, Browser, Site, SiteFactory, site_settings, start_site
+from .conftest import RedisServer
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -29,13 +35,13 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture
 async def make_site(
-    backend: str, tmp_path: Path, key_prefix: str, redis_client: Any
+    backend: str, tmp_path: Path, key_prefix: str, redis_url: str, redis_client: Any
 ) -> AsyncIterator[SiteFactory]:
     async with AsyncExitStack() as stack:
 
         async def make(**config: Any) -> Site:
             prefix = key_prefix.removesuffix("sess:")
-            settings = site_settings(backend, tmp_path / "instance", prefix, **config)
+            settings = site_settings(backend, tmp_path / "instance", prefix, redis_url, **config)
             return await start_site(stack, backend, settings)
 
         yield make
@@ -79,7 +85,9 @@ async def test_pages_carry_security_headers(site: Site) -> None:
         headers = (await site.browser().get(path)).headers
         csp = headers["Content-Security-Policy"]
         assert "default-src 'none'" in csp and "frame-ancestors 'none'" in csp, path
-        assert "script-src" not in csp and "'unsafe-inline'" not in csp
+        # Scripts only from this site's own files: no inline script, no eval.
+        assert "script-src 'self'" in csp, path
+        assert "'unsafe-inline'" not in csp and "'unsafe-eval'" not in csp, path
         assert headers["X-Content-Type-Options"] == "nosniff"
         assert headers["X-Frame-Options"] == "DENY"
         assert headers["Referrer-Policy"] == "same-origin"
@@ -105,7 +113,7 @@ async def test_stylesheet_is_served_locally(site: Site) -> None:
 async def test_healthz_reports_a_reachable_store(site: Site) -> None:
     response = await site.browser().get("/healthz")
     assert response.status_code == 200
-    assert await response.get_json() == {"status": "ok", "store": True}
+    assert await response.get_json() == {"status": "ok", "store": True, "accounts": True}
     assert "Set-Cookie" not in response.headers
 
 
@@ -134,9 +142,10 @@ async def test_forged_cookies_are_anonymous_not_errors(site: Site) -> None:
 
 
 async def test_a_restart_keeps_everyone_signed_in(
-    backend: str, tmp_path: Path, key_prefix: str, redis_client: Any
+    backend: str, tmp_path: Path, key_prefix: str, redis_url: str, redis_client: Any
 ) -> None:
-    settings = site_settings(backend, tmp_path / "instance", key_prefix.removesuffix("sess:"))
+    prefix = key_prefix.removesuffix("sess:")
+    settings = site_settings(backend, tmp_path / "instance", prefix, redis_url)
     async with AsyncExitStack() as stack:
         before = await start_site(stack, backend, settings)
         browser = before.browser()
@@ -195,8 +204,7 @@ def test_asgi_entry_point_is_app_colon_app(tmp_path: Path) -> None:
 async def test_store_outage_gives_friendly_503_and_recovery(
     tmp_path: Path, private_redis: Any
 ) -> None:
-    settings = site_settings("redis", tmp_path / "instance", "demo:")
-    settings["REDIS_URL"] = private_redis.url
+    settings = site_settings("redis", tmp_path / "instance", "demo:", private_redis.url)
     async with AsyncExitStack() as stack:
         site = await start_site(stack, "redis", settings)
         browser = await site.user("alice")
@@ -209,10 +217,11 @@ async def test_store_outage_gives_friendly_503_and_recovery(
         assert int(page.headers["Retry-After"]) > 0
         text = await page.get_data(as_text=True)
         assert "Back in a moment" in text and "Traceback" not in text
+        assert 'id="retry" href="/"' in text
         assert page.headers["X-Served-By"]
         health = await browser.get("/healthz")
         assert health.status_code == 503
-        assert await health.get_json() == {"status": "degraded", "store": False}
+        assert await health.get_json() == {"status": "degraded", "store": False, "accounts": False}
         login = await browser.post(
             "/login", {"username": "alice", "password": "x", "csrf_token": token}
         )
@@ -237,3 +246,176 @@ def test_workers_starting_together_agree_on_the_generated_secret(tmp_path: Path)
     ]
     secrets = {worker.communicate(timeout=60)[0].strip() for worker in workers}
     assert len(secrets) == 1 and len(secrets.pop()) >= 32
+
+
+def session_id(browser: Browser) -> str:
+    """The full session id inside the browser's signed cookie (``s:<id>.<signature>``)."""
+    cookie = browser.cookie
+    assert cookie is not None, "the browser holds no session cookie"
+    return unquote(cookie).removeprefix("s:").rsplit(".", 1)[0]
+
+
+def shown(page: str, element: str) -> str:
+    """The text of the element with id ``element`` on ``page``."""
+    match = re.search(rf'id="{element}"[^>]*>(.*?)</', page, re.S)
+    assert match, f"the page has no #{element}"
+    return html.unescape(match.group(1)).strip()
+
+
+def shown_record(page: str) -> dict[str, Any]:
+    match = re.search(r'<pre class="record" id="record">(.*?)</pre>', page, re.S)
+    assert match, "the counter page shows no stored record"
+    record: dict[str, Any] = json.loads(html.unescape(match.group(1)))
+    return record
+
+
+def assert_same_record(on_page: dict[str, Any], stored: dict[str, Any]) -> None:
+    """Equal, except that tokens are cut short on the page and the expiry slid a moment later."""
+    assert on_page.keys() == stored.keys()
+    for name, value in stored.items():
+        if name == "cookie" and value.get("expires") is not None:
+            page_cookie, stored_cookie = dict(on_page[name]), dict(value)
+            page_expiry = datetime.fromisoformat(page_cookie.pop("expires"))
+            stored_expiry = datetime.fromisoformat(stored_cookie.pop("expires"))
+            assert page_cookie == stored_cookie
+            assert timedelta(0) <= stored_expiry - page_expiry < timedelta(seconds=2)
+        elif name.endswith("_token"):
+            assert on_page[name] == value[:6] + "…", name
+        else:
+            assert on_page[name] == value, name
+
+
+async def test_the_counter_page_shows_the_record_exactly_as_the_store_holds_it(site: Site) -> None:
+    browser = site.browser()
+    for _ in range(3):
+        page = await browser.text("/")
+        stored = await site.store.get(session_id(browser))
+        assert stored is not None
+        assert_same_record(shown_record(page), stored)
+    assert stored["visits"] == 3
+
+
+async def test_a_signed_in_remembered_record_is_shown_as_stored_and_holds_no_secret(
+    site: Site,
+) -> None:
+    browser = await site.user("alice")
+    await browser.login("alice", remember=True)
+    page = await browser.text("/")  # flashed messages settled
+    stored = await site.store.get(session_id(browser))
+    assert stored is not None
+    on_page = shown_record(page)
+    assert_same_record(on_page, stored)
+    assert on_page["_owner"] == stored["_owner"] == f"user:{stored['_auth_user_id']}"
+    # CSRF tokens are derived, not stored: nothing secret sits in the record or on the page.
+    assert not [key for key in stored if key.endswith("_token")]
+
+
+async def test_the_panel_shows_the_short_id_the_store_and_the_cookie(
+    site: Site, backend: str, tmp_path: Path, key_prefix: str, redis_url: str
+) -> None:
+    browser = site.browser()
+    page = await browser.text("/")
+    sid = session_id(browser)
+    assert shown(page, "session-id") == sid[:8]
+    assert sid not in page
+    if backend == "redis":
+        assert shown(page, "store") == "RedisStore"
+        assert shown(page, "store-location") == redis_url.removeprefix("redis://")
+        assert shown(page, "store-key") == f"{key_prefix}{sid[:8]}…"
+    else:
+        assert shown(page, "store") == "FileStore"
+        assert shown(page, "store-location") == str(tmp_path / "instance" / "sessions")
+        assert shown(page, "store-key") == f"{sid[:8]}….json"
+    assert shown(page, "cookie-name") == "connect.sid"
+    attributes = re.findall(r"<li[^>]*>([^<]+)</li>", shown_block(page, "cookie-attributes"))
+    assert attributes == ["Path=/", "HttpOnly", "no Secure (plain HTTP)", "SameSite=Lax"]
+
+
+def shown_block(page: str, element: str) -> str:
+    match = re.search(rf'id="{element}"[^>]*>(.*?)</ul>', page, re.S)
+    assert match, f"the page has no #{element}"
+    return match.group(1)
+
+
+async def test_over_https_the_panel_shows_the_secure_attribute(site: Site) -> None:
+    browser = site.browser()
+    response = await browser.client.get("/", scheme="https")
+    page = await response.get_data(as_text=True)
+    assert "; Secure" in response.headers["Set-Cookie"]
+    assert "<li>Secure</li>" in shown_block(page, "cookie-attributes")
+
+
+async def test_the_panel_tells_a_browser_session_from_a_remembered_cookie(site: Site) -> None:
+    browser = await site.user("alice")
+    page = await browser.text("/")
+    assert "Browser-session cookie" in shown(page, "cookie-lifetime")
+    assert "data-remaining" not in page
+
+    await browser.login("alice", remember=True)
+    page = await browser.text("/")
+    assert "Persistent cookie" in page and "remember me” on" in page
+    match = re.search(r'id="expires-in"[^>]*data-remaining="([0-9.]+)"[^>]*>([^<]+)<', page)
+    assert match, "a remembered cookie shows no countdown"
+    remaining = float(match.group(1))
+    thirty_days = 30 * 86400
+    assert thirty_days - 60 < remaining <= thirty_days
+    assert match.group(2) in ("29 d 23:59:59", "29 d 23:59:58", "30 d 00:00:00")
+
+
+async def test_a_redis_password_never_reaches_the_page(tmp_path: Path) -> None:
+    password = "hunter2-" + "p" * 16
+    server = RedisServer(tmp_path, durable=False, options=("--requirepass", password))
+    server.start()
+    try:
+        url = f"redis://:{password}@127.0.0.1:{server.port}/3"
+        settings = site_settings("redis", tmp_path / "instance", "demo:", redis_url=url)
+        async with AsyncExitStack() as stack:
+            site = await start_site(stack, "redis", settings)
+            page = await site.browser().text("/")
+        assert shown(page, "store-location") == f"127.0.0.1:{server.port}/3"
+        assert password not in page and "hunter2" not in page
+    finally:
+        server.stop()
+
+
+async def test_one_worker_appears_once_in_the_history_however_often_it_serves(site: Site) -> None:
+    served_by = f"{socket.gethostname()}:{os.getpid()}"
+    browser = site.browser()
+    for _ in range(WORKER_HISTORY + 2):
+        page = await browser.text("/")
+    stored = await site.store.get(session_id(browser))
+    assert stored is not None and stored["workers"] == [served_by]
+    assert shown(page, "worker") == served_by
+    assert re.findall(r"<li[^>]*><code>([^<]+)</code>", page) == [served_by]
+
+
+def test_the_worker_history_keeps_the_last_six_without_repeats_in_a_row() -> None:
+    history: list[str] = []
+    for worker in ["a:1", "a:1", "b:2", "a:1", "c:3", "c:3", "d:4", "e:5", "f:6", "g:7"]:
+        history = worker_history(history, worker)
+    assert history == ["b:2", "a:1", "c:3", "d:4", "e:5", "f:6", "g:7"][-WORKER_HISTORY:]
+    assert worker_history({"not": "a list"}, "a:1") == ["a:1"]
+    assert worker_history(["a:1", 7, None], "b:2") == ["a:1", "b:2"]
+
+
+async def test_the_count_survives_sign_in_under_a_new_id(site: Site) -> None:
+    browser = site.browser()
+    await site.browser().register("alice")
+    for expected in (1, 2, 3):
+        assert await browser.visits() == expected
+    anonymous_id = session_id(browser)
+    assert (await browser.login("alice")).status_code == 302
+    assert session_id(browser) != anonymous_id
+    assert await site.store.get(anonymous_id) is None
+    assert await browser.visits() == 4
+    assert await browser.signed_in_as() == "alice"
+
+
+async def test_the_count_does_not_pass_from_one_user_to_the_next(site: Site) -> None:
+    browser = await site.user("alice")
+    await site.browser().register("bob")
+    for _ in range(3):
+        await browser.visits()
+    assert (await browser.login("bob")).status_code == 302
+    assert await browser.signed_in_as() == "bob"
+    assert await browser.visits() == 1

@@ -15,26 +15,22 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import secrets
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from bench.wrk import WrkResult, run_wrk
 from deploy.cluster import ROOT, Worker, fetch
 from deploy.processes import free_port
 from deploy.redis_server import RedisServer
 from deploy.servers import ASGI_APP, SERVERS, check_installed, server_command
 
-_RPS = re.compile(r"Requests/sec:\s+([\d.]+)")
-_LATENCY = re.compile(r"Latency\s+([\d.]+)(us|ms|s)\b")
-_NON_2XX = re.compile(r"Non-2xx or 3xx responses:\s+(\d+)")
-_ERRORS = re.compile(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)")
-_UNIT_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+# wrk's own default: a request without an answer for 2 s counts as a timeout.
+WRK_TIMEOUT_S = 2.0
 
 
 @dataclass
@@ -47,22 +43,16 @@ class Run:
     non_2xx: int
     socket_errors: int
 
-
-def parse_wrk(server: str, output: str) -> Run:
-    """Pull requests/s, mean latency and error counts out of wrk's report."""
-    rps = _RPS.search(output)
-    latency = _LATENCY.search(output)
-    if rps is None or latency is None:
-        raise RuntimeError(f"could not read wrk's output:\n{output}")
-    non_2xx = _NON_2XX.search(output)
-    errors = _ERRORS.search(output)
-    return Run(
-        server=server,
-        requests_per_second=float(rps.group(1)),
-        mean_latency_ms=float(latency.group(1)) * _UNIT_MS[latency.group(2)],
-        non_2xx=int(non_2xx.group(1)) if non_2xx else 0,
-        socket_errors=sum(int(n) for n in errors.groups()) if errors else 0,
-    )
+    @classmethod
+    def of(cls, server: str, result: WrkResult) -> Run:
+        """The figures this comparison reports, from one wrk result."""
+        return cls(
+            server=server,
+            requests_per_second=result.rps,
+            mean_latency_ms=result.mean_ms,
+            non_2xx=result.status_errors,
+            socket_errors=result.socket_errors + result.timeouts,
+        )
 
 
 def session_cookie(base_url: str) -> str:
@@ -86,13 +76,16 @@ def bench_server(
     try:
         worker.wait_healthy()
         url = f"http://127.0.0.1:{port}/"
-        cookie = session_cookie(url)
-        wrk = [shutil.which("wrk") or "wrk", "-t1", f"-c{conns}", "-H", f"Cookie: {cookie}", url]
-        subprocess.run([*wrk, "-d2s"], capture_output=True, check=True)  # warm-up
+        cookies = [session_cookie(url)]
+
+        def wrk(seconds: int) -> WrkResult:
+            return run_wrk(url, cookies, duration=seconds, connections=conns, cpu=None,
+                           timeout_s=WRK_TIMEOUT_S)  # fmt: skip
+
+        wrk(2)  # warm-up
         results = []
         for _ in range(runs):
-            done = subprocess.run([*wrk, f"-d{duration}s"], capture_output=True, text=True)
-            results.append(parse_wrk(server, done.stdout))
+            results.append(Run.of(server, wrk(duration)))
             print(f"  {server}: {results[-1].requests_per_second:.0f} req/s", file=sys.stderr)
         return results
     finally:

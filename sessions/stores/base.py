@@ -9,6 +9,7 @@ milliseconds everywhere (`sessions.expiry`); every backend failure is a `StoreUn
 
 from __future__ import annotations
 
+import asyncio
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -228,21 +229,21 @@ class Store(ABC):
                 print(info.id, info.last_seen, info.data.get("user_agent"))
         """
         sids = await self.index_members(owner)
-        live: list[tuple[str, Record]] = []
+        # Both at once: a store that pipelines (RedisStore) answers them in one round trip.
+        raws, deadlines = await asyncio.gather(self.load_many(sids), self.deadlines(sids))
+        live: list[tuple[str, Record, int | None]] = []
         dead: list[str] = []
-        for sid, raw in zip(sids, await self.load_many(sids), strict=True):
+        for sid, raw, ends in zip(sids, raws, deadlines, strict=True):
             parsed = None if raw is None else parse_record(raw)
             if parsed is not None and parsed.owner == owner:
-                live.append((sid, {"cookie": parsed.cookie, **parsed.data}))
+                live.append((sid, {"cookie": parsed.cookie, **parsed.data}, ends))
             else:
                 dead.append(sid)
         if dead:
             await self.index_remove(owner, *dead)
         now = datetime.now(UTC)
         infos = []
-        for (sid, record), ends in zip(
-            live, await self.deadlines([sid for sid, _ in live]), strict=True
-        ):
+        for sid, record, ends in live:
             expires = None if ends is None else datetime.fromtimestamp(ends / 1000, UTC)
             infos.append(SessionInfo(sid, _data(record), expires, self._last_seen(record, expires)))
         infos.sort(key=lambda info: info.last_seen or now, reverse=True)

@@ -20,7 +20,7 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture
 async def make_site(
-    backend: str, tmp_path: Path, key_prefix: str, redis_client: Any
+    backend: str, tmp_path: Path, key_prefix: str, redis_url: str, redis_client: Any
 ) -> AsyncIterator[SiteFactory]:
     """Build demo sites with extra config; each is shut down after the test."""
     async with AsyncExitStack() as stack:
@@ -30,7 +30,8 @@ async def make_site(
             nonlocal count
             count += 1
             prefix = key_prefix.removesuffix("sess:") + f"{count}:"
-            settings = site_settings(backend, tmp_path / f"instance{count}", prefix, **config)
+            instance = tmp_path / f"instance{count}"
+            settings = site_settings(backend, instance, prefix, redis_url, **config)
             return await start_site(stack, backend, settings)
 
         yield make

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
@@ -12,18 +11,39 @@ from typing import Any
 from argon2 import PasswordHasher
 from quart import Quart
 from quart.testing import QuartClient
+from quart.testing.connections import TestHTTPConnection
+from quart.typing import HTTPScope
 from quart.wrappers import Response
 
 from app import create_app
 from auth import Auth
 
-REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 COOKIE = "connect.sid"
 PASSWORD = "correct horse battery"
 # Cheap argon2id for tests that are not about hashing cost (8 KiB, one pass).
 FAST_HASHER = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
 
 SiteFactory = Callable[..., Awaitable["Site"]]
+
+
+class OneCookieHeader(TestHTTPConnection):
+    """A request whose cookies travel in one Cookie header, as a browser sends them over
+    HTTP/1.1 (Quart's test client sends one header per cookie)."""
+
+    def __init__(self, app: Quart, scope: HTTPScope, _preserve_context: bool = False) -> None:
+        cookies = [value for name, value in scope["headers"] if name.lower() == b"cookie"]
+        if len(cookies) > 1:
+            others = [
+                (name, value) for name, value in scope["headers"] if name.lower() != b"cookie"
+            ]
+            scope = {**scope, "headers": [*others, (b"cookie", b"; ".join(cookies))]}
+        super().__init__(app, scope, _preserve_context=_preserve_context)
+
+
+class BrowserClient(QuartClient):
+    """Quart's test client with browser-like Cookie headers."""
+
+    http_connection_class = OneCookieHeader
 
 
 class Browser:
@@ -137,8 +157,11 @@ class Site:
 BACKENDS = ["embedded", "redis"]
 
 
-def site_settings(backend: str, instance: Path, prefix: str, **config: Any) -> dict[str, Any]:
-    """create_app settings for a test site; ``prefix`` is this test's own Redis key prefix."""
+def site_settings(
+    backend: str, instance: Path, prefix: str, redis_url: str | None = None, **config: Any
+) -> dict[str, Any]:
+    """create_app settings for a test site; ``prefix`` is this test's own key prefix on the
+    Redis at ``redis_url`` (the ``redis_url`` fixture), which the "redis" backend needs."""
     settings: dict[str, Any] = {
         "TESTING": True,
         "SECRET_KEY": "test secret " + "x" * 32,
@@ -146,7 +169,9 @@ def site_settings(backend: str, instance: Path, prefix: str, **config: Any) -> d
         "AUTH_PASSWORD_HASHER": FAST_HASHER,
     }
     if backend == "redis":
-        settings["REDIS_URL"] = REDIS_URL
+        if redis_url is None:
+            raise ValueError("the redis backend needs redis_url (the redis_url fixture)")
+        settings["REDIS_URL"] = redis_url
         settings["REDIS_PREFIX"] = prefix
     settings.update(config)
     return settings
@@ -155,5 +180,6 @@ def site_settings(backend: str, instance: Path, prefix: str, **config: Any) -> d
 async def start_site(stack: AsyncExitStack, backend: str, settings: dict[str, Any]) -> Site:
     """Create the demo app with ``settings`` and run its lifespan until ``stack`` closes."""
     app = create_app(settings)
+    app.test_client_class = BrowserClient
     await stack.enter_async_context(app.test_app())
     return Site(app, backend)

@@ -21,7 +21,7 @@ from auth import (
 )
 from sessions import FileStore, MemoryStore, RedisStore, Sessions
 
-from .support import FAST_HASHER, REDIS_URL
+from .support import FAST_HASHER
 
 
 def make_app(tmp_path: Path, store: object | None = None, **config: object) -> Quart:
@@ -56,14 +56,25 @@ def test_sessions_must_come_first(tmp_path: Path) -> None:
         Auth(app)
 
 
-def test_a_secret_is_required(tmp_path: Path) -> None:
+def test_auth_signs_with_the_secrets_the_sessions_resolved(tmp_path: Path) -> None:
+    """One resolution: SESSION_SECRET wins over SECRET_KEY for sessions, so for auth too."""
+    app = make_app(tmp_path, SESSION_SECRET=["new session secret", "old session secret"])
+    auth = Auth(app)
+    assert auth.tokens.keys == app.extensions["sessions"].secrets
+    assert auth.tokens.keys == (b"new session secret", b"old session secret")
+
     app = Quart(__name__, instance_path=str(tmp_path))
-    Sessions(app, store=MemoryStore(), secret="only for sessions")
-    with pytest.raises(ValueError, match="secret"):
-        Auth(app)
+    Sessions(app, store=MemoryStore(), secret="given to sessions only")
+    assert Auth(app).tokens.keys == (b"given to sessions only",)
 
 
-async def test_backends_follow_the_session_store(tmp_path: Path) -> None:
+def test_an_explicit_auth_secret_wins(tmp_path: Path) -> None:
+    app = make_app(tmp_path, AUTH_SECRET="for auth alone")
+    assert Auth(app).tokens.keys == (b"for auth alone",)
+    assert Auth(make_app(tmp_path), secret=["a", "b"]).tokens.keys == (b"a", b"b")
+
+
+async def test_backends_follow_the_session_store(tmp_path: Path, redis_url: str) -> None:
     memory = Auth(make_app(tmp_path))
     assert isinstance(memory.throttle.counters, MemoryCounters)
     assert isinstance(memory.users, FileUserStore)
@@ -73,7 +84,7 @@ async def test_backends_follow_the_session_store(tmp_path: Path) -> None:
     assert isinstance(files.users, FileUserStore)
     assert files.users.path == tmp_path / "instance" / "users.json"
 
-    store = RedisStore.from_url(REDIS_URL, prefix="test:unused:sess:")
+    store = RedisStore.from_url(redis_url, prefix="test:unused:sess:")
     redis = Auth(make_app(tmp_path, store), key_prefix="test:unused:auth:")
     assert isinstance(redis.throttle.counters, RedisCounters)
     assert redis.throttle.counters.prefix == "test:unused:auth:throttle:"

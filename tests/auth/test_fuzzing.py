@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from quart.testing import QuartClient
 from quart.wrappers import Response
 
+from auth import owner_key
 from auth.csrf import CSRF_HEADER
 
 from .support import COOKIE, PASSWORD, Browser, Site, SiteFactory
@@ -257,7 +258,7 @@ class SignedIn:
             assert user is not None
         elif not await auth.passwords.verify(user.password_hash, PASSWORD):
             await auth.users.set_password_hash(user.id, await auth.passwords.hash(PASSWORD))
-        await self.site.store.destroy_owned(f"user:{user.id}")
+        await self.site.store.destroy_owned(owner_key(user.id))
         self.browser = self.site.browser()
         for browser in (self.browser, self.site.browser()):
             assert (await browser.login(self.username)).status_code == 302

@@ -21,8 +21,8 @@ def set_cookie(response: object, name: str = "connect.sid") -> SimpleCookie:
 
 
 async def test_login_gives_a_new_session_id(site: Site) -> None:
+    await site.browser().register("alice")
     browser = site.browser()
-    await browser.register("alice")
     await browser.visits()
     before = browser.cookie
     assert before is not None
@@ -51,8 +51,8 @@ async def test_planted_session_id_is_not_adopted(site: Site) -> None:
 
 
 async def test_wrong_password_and_unknown_user_get_the_same_message(site: Site) -> None:
+    await site.browser().register("alice")
     browser = site.browser()
-    await browser.register("alice")
 
     wrong = await browser.login("alice", "not the password")
     unknown = await browser.login("nobody", "not the password")
@@ -155,6 +155,28 @@ async def test_login_required_redirects_pages_to_login_with_next(site: Site) -> 
     response = await site.browser().get("/account")
     assert response.status_code == 302
     assert response.headers["Location"] == "/login?next=/account"
+
+
+async def test_the_login_page_says_why_it_is_shown(site: Site) -> None:
+    browser = site.browser()
+    redirected = await browser.get("/account")
+    assert "Please sign in to see your account." in await browser.text(
+        redirected.headers["Location"]
+    )
+    assert "Please sign in to continue." in await browser.text("/login?next=/elsewhere")
+    assert "Please sign in" not in await browser.text("/login")
+
+
+async def test_sign_in_makes_a_new_csrf_token_and_refuses_the_old_one(site: Site) -> None:
+    await site.browser().register("alice")
+    browser = site.browser()
+    before = await browser.csrf_token()
+    await browser.login("alice", csrf_token=before)
+    after = await browser.csrf_token()
+    assert after != before
+    refused = await browser.post("/logout", {"csrf_token": before})
+    assert refused.status_code == 400
+    assert await browser.signed_in_as() == "alice"
 
 
 async def test_login_required_gives_json_401_to_api_clients(site: Site) -> None:

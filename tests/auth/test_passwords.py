@@ -7,7 +7,7 @@ import threading
 
 from argon2 import PasswordHasher
 
-from auth import Passwords
+from auth import Passwords, Verified
 from auth.passwords import HASHING_NICENESS
 
 FAST = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
@@ -74,3 +74,29 @@ async def test_hashing_threads_run_at_a_lower_cpu_priority_than_the_event_loop()
     assert hashing_niceness == min(19, loop_niceness + HASHING_NICENESS)
     assert own_niceness() == loop_niceness
     passwords.close()
+
+
+async def test_passwords_are_hashed_in_their_nfkc_form() -> None:
+    passwords = Passwords(FAST)
+    stored = await passwords.hash("cafe\u0301 ２４")  # decomposed é, full-width digits
+    assert FAST.verify(stored, "café 24")
+    assert await passwords.verify(stored, "café 24") is Verified.RIGHT
+    assert await passwords.verify(stored, "cafe\u0301 ２４") is Verified.RIGHT
+
+
+async def test_a_hash_of_the_unnormalised_form_verifies_and_asks_for_a_rehash() -> None:
+    passwords = Passwords(FAST)
+    legacy = FAST.hash("cafe\u0301 ２４")
+    verified = await passwords.verify(legacy, "cafe\u0301 ２４")
+    assert verified is Verified.RIGHT_UNNORMALISED and verified
+    assert passwords.needs_rehash(legacy, verified)
+    assert not passwords.needs_rehash(legacy, Verified.RIGHT)
+    assert not await passwords.verify(legacy, "café 24")
+
+
+async def test_a_wrong_password_is_false_in_every_form() -> None:
+    passwords = Passwords(FAST)
+    stored = await passwords.hash("café 24")
+    assert await passwords.verify(stored, "cafe 24") is Verified.WRONG
+    assert not await passwords.verify(stored, "cafe\u0301 25")
+    assert not await passwords.verify(None, "cafe\u0301 ２４")

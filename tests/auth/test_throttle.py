@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from pathlib import Path
@@ -105,8 +106,8 @@ def count_verifies(site: Site) -> list[str]:
 async def test_sixth_failure_for_a_username_gets_429_before_the_password_is_checked(
     site: Site,
 ) -> None:
+    await site.browser().register("alice")
     browser = site.browser()
-    await browser.register("alice")
     for _ in range(5):
         assert (await browser.login("alice", "wrong guess")).status_code == 401
     verified = count_verifies(site)
@@ -118,6 +119,30 @@ async def test_sixth_failure_for_a_username_gets_429_before_the_password_is_chec
     assert "Too many failed sign-in attempts" in await response.get_data(as_text=True)
     assert verified == []
     assert await browser.signed_in_as() is None
+
+
+async def test_the_429_page_says_how_long_to_wait_from_the_retry_after_figure(site: Site) -> None:
+    await site.browser().register("alice")
+    browser = site.browser()
+    for _ in range(5):
+        await browser.login("alice", "wrong guess")
+    response = await browser.login("alice", PASSWORD)
+    assert response.status_code == 429
+    minutes = math.ceil(int(response.headers["Retry-After"]) / 60)
+    assert minutes == 15
+    page = await response.get_data(as_text=True)
+    assert f"Too many failed sign-in attempts. Try again in {minutes} minutes." in page
+
+
+def test_the_wait_is_said_in_the_largest_unit_never_shorter_than_retry_after() -> None:
+    assert Throttled(1).description == "Too many failed sign-in attempts. Try again in 1 second."
+    assert Throttled(59).description.endswith("Try again in 59 seconds.")
+    assert Throttled(60).description.endswith("Try again in 1 minute.")
+    assert Throttled(61).description.endswith("Try again in 2 minutes.")
+    assert Throttled(3600).description.endswith("Try again in 60 minutes.")
+    assert Throttled(7200).description.endswith("Try again in 2 hours.")
+    assert Throttled(7201).description.endswith("Try again in 3 hours.")
+    assert Throttled(0).retry_after == 1
 
 
 async def test_the_same_username_from_another_address_is_not_blocked(site: Site) -> None:
@@ -164,11 +189,11 @@ async def test_limits_and_window_are_configurable(make_site: SiteFactory) -> Non
 
 
 async def test_counters_are_shared_by_every_worker_of_the_backend(
-    backend: str, tmp_path: Path, key_prefix: str, redis_client: Any
+    backend: str, tmp_path: Path, key_prefix: str, redis_url: str, redis_client: Any
 ) -> None:
     """Two app processes on the same store (files or Redis) see the same counts."""
     prefix = key_prefix.removesuffix("sess:")
-    settings = site_settings(backend, tmp_path / "instance", prefix)
+    settings = site_settings(backend, tmp_path / "instance", prefix, redis_url)
     async with AsyncExitStack() as stack:
         first = await start_site(stack, backend, settings)
         second = await start_site(stack, backend, settings)
@@ -190,7 +215,9 @@ async def test_registrations_per_address_are_limited(make_site: SiteFactory) -> 
     assert (await browser.register("two")).status_code == 302
     response = await browser.register("three")
     assert response.status_code == 429
-    assert "Retry-After" in response.headers
+    minutes = math.ceil(int(response.headers["Retry-After"]) / 60)
+    page = await response.get_data(as_text=True)
+    assert f"Too many registration attempts from this address. Try again in {minutes} minutes." in page
     assert await site.auth.users.by_username("three") is None
 
 

@@ -101,3 +101,43 @@ async def test_unreachable_redis_is_a_503_not_a_500() -> None:
         await users.by_username("alice")
     assert not await users.ping()
     await client.aclose()
+
+
+async def test_a_new_password_counts_one_more_generation(users: UserStore) -> None:
+    user = await users.create("alice", "first")
+    assert user.generation == 0
+    changed = await users.set_password_hash(user.id, "second")
+    assert changed is not None and changed.generation == 1
+    assert await users.get(user.id) == changed
+    assert (await users.by_username("alice")) == changed
+
+
+async def test_an_upgraded_hash_keeps_the_generation_and_never_overwrites_a_new_password(
+    users: UserStore,
+) -> None:
+    user = await users.create("alice", "old parameters")
+    upgraded = await users.upgrade_password_hash(user.id, "old parameters", "new parameters")
+    assert upgraded is not None
+    assert (upgraded.password_hash, upgraded.generation) == ("new parameters", 0)
+
+    await users.set_password_hash(user.id, "a new password")
+    stale = await users.upgrade_password_hash(user.id, "new parameters", "rehash of the old one")
+    assert stale is None
+    current = await users.get(user.id)
+    assert current is not None and current.password_hash == "a new password"
+    assert await users.upgrade_password_hash("missing", "a", "b") is None
+
+
+async def test_records_from_before_generations_read_as_generation_zero(users: UserStore) -> None:
+    user = await users.create("alice", "h")
+    legacy = {k: v for k, v in user.to_json().items() if k != "generation"}
+    if isinstance(users, RedisUserStore):
+        await users.client.set(f"{users.prefix}user:{user.id}", json.dumps(legacy))
+    else:
+        assert isinstance(users, FileUserStore)
+        data = json.loads(users.path.read_text())
+        data["users"][user.id] = legacy
+        users.path.write_text(json.dumps(data))
+    assert (await users.get(user.id)) == user
+    changed = await users.set_password_hash(user.id, "h2")
+    assert changed is not None and changed.generation == 1

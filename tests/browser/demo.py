@@ -1,4 +1,4 @@
-"""Run the demo with `python app.py` on a free port and drive it with Debian's Chromium."""
+"""Run the demo (`python app.py`, or the nginx cluster) and drive it with Debian's Chromium."""
 
 from __future__ import annotations
 
@@ -12,11 +12,13 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 
-from playwright.async_api import Browser, async_playwright
+from playwright.async_api import Browser, Page, async_playwright
 
+from deploy.cluster import Cluster
 from deploy.processes import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
+PASSWORD = "a quiet orchard at dawn"
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -71,3 +73,44 @@ async def chromium() -> AsyncIterator[Browser]:
             yield browser
         finally:
             await browser.close()
+
+
+@contextmanager
+def demo_cluster(instance: Path, workers: int = 3) -> Iterator[str]:
+    """`python -m deploy.cluster --workers 3` in-process: nginx, granian workers, a private Redis.
+
+    Yields the base URL through nginx; everything started is stopped by PID on the way out.
+    """
+    with Cluster(workers=workers, port=0, env={"INSTANCE_PATH": str(instance)}) as cluster:
+        yield cluster.url.rstrip("/")
+
+
+async def register(page: Page, base: str, username: str) -> None:
+    """Fill in and send the registration form (which signs the new user in)."""
+    await page.goto(base + "/register")
+    await page.fill("#username", username)
+    await page.fill("#password", PASSWORD)
+    await page.fill("#confirm", PASSWORD)
+    await page.get_by_role("button", name="Register").click()
+    await page.wait_for_url(base + "/")
+
+
+async def log_in(page: Page, base: str, username: str, *, remember: bool = False) -> None:
+    """Sign in through the login form, with or without "remember me"."""
+    await page.goto(base + "/login")
+    await page.fill("#username", username)
+    await page.fill("#password", PASSWORD)
+    if remember:
+        await page.check("input[name=remember]")
+    await page.get_by_role("button", name="Log in").click()
+    await page.wait_for_url(base + "/")
+
+
+async def visits(page: Page) -> int:
+    """The count on the counter page."""
+    return int(await page.locator("#visits").inner_text())
+
+
+async def worker_history(page: Page) -> list[str]:
+    """The workers the session panel lists, newest first."""
+    return [text.strip() for text in await page.locator("#worker-history code").all_inner_texts()]

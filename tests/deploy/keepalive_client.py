@@ -25,13 +25,17 @@ class KeepAliveClient:
     base_url: str
     timeout: float = 10.0
     cookies: dict[str, str] = field(default_factory=dict)
+    source: str | None = None  # the loopback address to connect from
     _reader: asyncio.StreamReader | None = None
     _writer: asyncio.StreamWriter | None = None
 
     async def _connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         if self._reader is None or self._writer is None:
             url = urllib.parse.urlsplit(self.base_url)
-            self._reader, self._writer = await asyncio.open_connection(url.hostname, url.port)
+            local = (self.source, 0) if self.source else None
+            self._reader, self._writer = await asyncio.open_connection(
+                url.hostname, url.port, local_addr=local
+            )
         return self._reader, self._writer
 
     async def close(self) -> None:

@@ -68,11 +68,16 @@ def form_fields(html: str, action: str) -> dict[str, str]:
 
 @dataclass
 class Browser:
-    """Keeps cookies like a browser would (by name, for one host) across requests."""
+    """Keeps cookies like a browser would (by name, for one host) across requests.
+
+    `source` is the loopback address it connects from (127.0.0.0/8 is all this machine's), so
+    one test can play visitors with different addresses.
+    """
 
     base_url: str
     cookies: dict[str, str] = field(default_factory=dict)
     timeout: float = 10.0
+    source: str | None = None
 
     def request(
         self,
@@ -83,8 +88,10 @@ class Browser:
     ) -> Reply:
         """Send one request on a fresh connection and absorb its Set-Cookie headers."""
         url = urllib.parse.urlsplit(self.base_url)
-        connection = http.client.HTTPConnection(url.hostname or "127.0.0.1", url.port,
-                                                timeout=self.timeout)  # fmt: skip
+        connection = http.client.HTTPConnection(
+            url.hostname or "127.0.0.1", url.port, timeout=self.timeout,
+            source_address=(self.source, 0) if self.source else None,
+        )  # fmt: skip
         sent = dict(headers or {})
         if self.cookies:
             sent["Cookie"] = "; ".join(f"{name}={value}" for name, value in self.cookies.items())

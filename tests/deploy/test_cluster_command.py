@@ -59,7 +59,7 @@ def test_one_command_serves_three_workers_and_a_signal_stops_everything(
         assert f"http://127.0.0.1:{port}/" in lines[-1]
         pids = [int(pid) for pid in re.findall(r"PIDs? (\d+(?:, \d+)*)", "".join(lines))
                 for pid in pid.split(", ")]  # fmt: skip
-        assert len(pids) == 5, f"3 workers, nginx and redis-server: {lines}"
+        assert len(pids) == 6, f"3 workers, nginx, the session and the users' Redis: {lines}"
 
         browser = Browser(f"http://127.0.0.1:{port}")
         workers = {browser.get("/").served_by for _ in range(6)}

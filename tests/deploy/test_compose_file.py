@@ -1,16 +1,18 @@
-"""docker-compose.yml: Redis with persistence, 3+ app replicas, nginx on 8080, all health-checked."""
+"""docker-compose.yml: two Redis roles, 3+ app replicas, nginx on 8080, all health-checked,
+and the same rules as the local cluster (python -m deploy.cluster)."""
 
 from __future__ import annotations
 
 import os
 import shutil
 import subprocess
+from pathlib import Path
 from typing import Any
 
 import yaml
 
-from deploy.cluster import ROOT
-from deploy.nginx import TEMPLATE
+from deploy.cluster import ROOT, SESSION_EVICTION
+from deploy.nginx import TEMPLATE, UPSTREAM_PARAMETERS
 
 COMPOSE = ROOT / "docker-compose.yml"
 
@@ -23,26 +25,83 @@ def app_services(all_services: dict[str, Any]) -> dict[str, Any]:
     return {name: s for name, s in all_services.items() if "build" in s}
 
 
-def test_redis_keeps_sessions_on_disk_in_append_only_mode() -> None:
-    redis = services()["redis"]
-    command = " ".join(redis["command"]) if isinstance(redis["command"], list) else redis["command"]
-    assert "--appendonly yes" in command
-    assert any(volume.endswith(":/data") for volume in redis["volumes"])
+def command_line(service: dict[str, Any]) -> str:
+    command = service["command"]
+    return " ".join(command) if isinstance(command, list) else str(command)
 
 
-def test_at_least_three_app_replicas_built_from_the_repository_share_redis_and_a_secret() -> None:
+def default_of(value: str) -> str:
+    """The default of a compose interpolation: "${X:-d}" -> "d"; a plain value as it is."""
+    if value.startswith("${") and ":-" in value:
+        return value.split(":-", 1)[1].rstrip("}")
+    return value
+
+
+def test_sessions_and_accounts_live_on_separate_redis_servers_on_disk() -> None:
+    all_services = services()
+    sessions, accounts = all_services["session-redis"], all_services["auth-redis"]
+    for redis in (sessions, accounts):
+        assert "--appendonly yes" in command_line(redis)
+        assert any(volume.endswith(":/data") for volume in redis["volumes"])
+    assert sessions["volumes"] != accounts["volumes"]
+    # Sessions: bounded, evicting only keys with a TTL (every session has one).
+    assert "--maxmemory ${SESSION_REDIS_MAXMEMORY:-256mb}" in command_line(sessions)
+    assert f"--maxmemory-policy {SESSION_EVICTION}" in command_line(sessions)
+    assert SESSION_EVICTION.startswith("volatile-")
+    # Accounts: never evicted, every write fsynced.
+    assert "--maxmemory-policy noeviction" in command_line(accounts)
+    assert "--appendfsync always" in command_line(accounts)
+    for app in app_services(all_services).values():
+        environment = app["environment"]
+        assert default_of(environment["REDIS_URL"]) == "redis://session-redis:6379/0"
+        assert default_of(environment["AUTH_REDIS_URL"]) == "redis://auth-redis:6379/0"
+        for redis in ("session-redis", "auth-redis"):
+            assert app["depends_on"][redis]["condition"] == "service_healthy"
+
+
+def test_at_least_three_app_replicas_built_from_the_repository_share_a_secret() -> None:
     apps = app_services(services())
     replicas = sum(int(s.get("deploy", {}).get("replicas", 1)) for s in apps.values())
     assert replicas >= 3
     for app in apps.values():
         build = app["build"] if isinstance(app["build"], str) else app["build"]["context"]
         assert (ROOT / build / "Dockerfile").is_file()
-        environment = app["environment"]
-        assert "redis" in environment["REDIS_URL"]
         # The secret comes from the environment / .env, never from the repository.
-        assert environment["SECRET_KEY"].startswith("${SECRET_KEY")
-        assert app["depends_on"]["redis"]["condition"] == "service_healthy"
+        assert app["environment"]["SECRET_KEY"].startswith("${SECRET_KEY")
     assert "SECRET_KEY=\n" in (ROOT / ".env.example").read_text()
+
+
+def test_the_apps_trust_forwarded_headers_from_nginxs_fixed_address_only() -> None:
+    all_services = services()
+    nginx = all_services["nginx"]
+    [(network, settings)] = nginx["networks"].items()
+    address = settings["ipv4_address"]
+    subnet = yaml.safe_load(COMPOSE.read_text())["networks"][network]["ipam"]["config"][0]
+    assert default_of(address) == "172.30.89.10"
+    assert default_of(subnet["subnet"]) == "172.30.89.0/24"
+    for app in app_services(all_services).values():
+        assert app["environment"]["TRUSTED_PROXIES"] == address
+        assert network in app["networks"]
+        assert "ports" not in app, "an app replica is reachable only through nginx"
+    # nginx never reaches Redis; the apps do.
+    for name in ("session-redis", "auth-redis"):
+        assert not set(all_services[name]["networks"]) & set(nginx["networks"])
+    example = (ROOT / ".env.example").read_text()
+    assert f"NGINX_PROXY_ADDRESS={default_of(address)}\n" in example
+    assert f"PROXY_SUBNET={default_of(subnet['subnet'])}\n" in example
+
+
+def test_nginx_and_the_apps_answer_to_the_same_host_names() -> None:
+    all_services = services()
+    names = all_services["nginx"]["environment"]["NGINX_SERVER_NAMES"]
+    assert names.split()[:2] == ["localhost", "127.0.0.1"] and "${SITE_HOSTS:-}" in names
+    for app in app_services(all_services).values():
+        assert app["environment"]["TRUSTED_HOSTS"] == names
+
+
+def test_nginx_sidelines_a_failed_replica_as_the_local_cluster_does() -> None:
+    upstream = services()["nginx"]["environment"]["NGINX_UPSTREAM_SERVERS"]
+    assert upstream == f"server app:8000 {UPSTREAM_PARAMETERS};"
 
 
 def test_the_image_serves_the_proxy_aware_entry_with_several_workers() -> None:
@@ -72,9 +131,8 @@ def test_every_service_has_a_health_check() -> None:
         assert not check.get("disable", False)
 
 
-def test_docker_compose_accepts_the_file_where_the_tool_is_installed() -> None:
-    # Docker itself does not run on our machines; the compose CLI validates offline. Where
-    # neither `docker compose` nor `docker-compose` exists, the checks above are the validation.
+def compose_commands() -> list[list[str]]:
+    """Every compose CLI on this machine: the Docker plugin and/or the standalone one."""
     commands = []
     if shutil.which("docker") and subprocess.run(
         ["docker", "compose", "version"], capture_output=True, check=False
@@ -82,8 +140,36 @@ def test_docker_compose_accepts_the_file_where_the_tool_is_installed() -> None:
         commands.append(["docker", "compose"])
     if shutil.which("docker-compose"):
         commands.append(["docker-compose"])
+    return commands
+
+
+def test_docker_compose_accepts_the_file() -> None:
+    # Docker itself does not run on our machines; the compose CLI validates offline.
+    commands = compose_commands()
+    assert commands, "no compose CLI: scripts/setup --test installs docker-compose"
     env = dict(os.environ, SECRET_KEY="not-a-real-secret-only-for-config-validation")
     for command in commands:
         done = subprocess.run([*command, "-f", str(COMPOSE), "config", "-q"], cwd=ROOT, env=env,
                               capture_output=True, text=True, timeout=60)  # fmt: skip
         assert done.returncode == 0, done.stderr
+        # The example settings are valid too.
+        done = subprocess.run(
+            [*command, "--env-file", str(ROOT / ".env.example"), "-f", str(COMPOSE), "config",
+             "-q"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+
+
+def test_docker_compose_refuses_to_start_without_a_secret(tmp_path: Path) -> None:
+    # The check above would pass a tool that accepts anything; this one needs the real rule.
+    env = {k: v for k, v in os.environ.items() if k != "SECRET_KEY"}
+    no_settings = tmp_path / "empty.env"  # not a developer's own .env in the checkout
+    no_settings.write_text("")
+    commands = compose_commands()
+    assert commands, "no compose CLI: scripts/setup --test installs docker-compose"
+    for command in commands:
+        done = subprocess.run(
+            [*command, "--env-file", str(no_settings), "-f", str(COMPOSE), "config", "-q"],
+            cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert done.returncode != 0 and "set SECRET_KEY in .env" in done.stderr, done.stderr

@@ -31,7 +31,6 @@ from deploy.processes import free_port, terminate
 from sessions import RedisStore, Sessions, Store
 
 NODE_DIR = Path(__file__).parent / "node"
-SHARED_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 SETUP_HINT = "run `bash scripts/setup --test` (it runs `npm ci` in tests/interop/node)"
 # encodeURIComponent leaves these unescaped besides letters and digits (quote keeps _.-~ anyway).
 URI_COMPONENT_SAFE = "!~*'()"
@@ -193,7 +192,7 @@ StartQuart = Callable[..., Awaitable[QuartSide]]
 
 
 @pytest.fixture
-def start_node(key_prefix: str) -> Iterator[StartNode]:
+def start_node(redis_url: str, key_prefix: str) -> Iterator[StartNode]:
     """Start the express reference app on a free port; every server is stopped by PID afterwards."""
     node = shutil.which("node")
     if node is None:
@@ -219,7 +218,7 @@ def start_node(key_prefix: str) -> Iterator[StartNode]:
         env = {
             **os.environ,
             "PORT": str(port),
-            "REDIS_URL": SHARED_REDIS_URL,
+            "REDIS_URL": redis_url,
             "PREFIX": key_prefix,
             "SECRET": ",".join(secrets),
             "NAME": name,
@@ -308,7 +307,7 @@ def build_quart_app(store: Store, secrets: list[str], max_age: int | None, name:
 
 @pytest.fixture
 async def start_quart(redis_client: aioredis.Redis, key_prefix: str) -> AsyncIterator[StartQuart]:
-    """Build and start Quart apps on the shared Redis under this test's key prefix."""
+    """Build and start Quart apps on the suite's Redis under this test's key prefix."""
     async with AsyncExitStack() as stack:
 
         async def start(

@@ -16,7 +16,6 @@ import asyncpg
 import pytest
 
 from sessions import PostgresStore
-from tests.postgres_db import postgres_database  # noqa: F401
 
 from .conftest import Browser, NodeSide, QuartSide, StartNode, build_quart_app
 from .test_express_interop import COOKIE_CONFIGS, EXPRESS_COOKIE_FIELDS, JS_ISO_DATE, LIFETIMES, ms
@@ -26,10 +25,8 @@ DAY_S = 86400  # connect-pg-simple's default ttl, for a cookie without expires
 
 
 class SharedTable:
-    """connect-pg-simple's table "session" in a schema of the test's own, and both apps on it.
-
-    A schema each: connect-pg-simple names the table's key and index the same whatever the table.
-    """
+    """connect-pg-simple's table "session" in a schema of its own (both sides' schema option),
+    and both apps on it."""
 
     def __init__(self, url: str, schema: str, start_node: StartNode, stack: AsyncExitStack) -> None:
         self.url, self.schema, self.table = url, schema, f'"{schema}".session'
@@ -72,7 +69,7 @@ class SharedTable:
 
 @pytest.fixture
 async def shared(
-    postgres_database: str,  # noqa: F811
+    postgres_database: str,
     start_node: StartNode,
 ) -> AsyncIterator[SharedTable]:
     schema = f"interop_{secrets.token_hex(6)}"

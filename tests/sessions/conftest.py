@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import secrets
 import socket
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -15,8 +14,6 @@ from quart import Quart, jsonify, request, session
 from quart.typing import TestClientProtocol
 
 from sessions import FileStore, MemoryStore, PostgresStore, RedisStore, Sessions, Store
-from tests.conftest import SHARED_REDIS_URL
-from tests.postgres_db import postgres_database  # noqa: F401
 
 SECRET = "keyboard cat"
 STORE_KINDS = ["memory", "file", "redis", "redis-multiplexed", "postgres"]
@@ -24,9 +21,13 @@ STORE_KINDS = ["memory", "file", "redis", "redis-multiplexed", "postgres"]
 
 @pytest.fixture(params=STORE_KINDS)
 async def store(
-    request: pytest.FixtureRequest, tmp_path: Path, key_prefix: str, redis_client: aioredis.Redis
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    key_prefix: str,
+    redis_url: str,
+    redis_client: aioredis.Redis,
 ) -> AsyncIterator[Store]:
-    """Each store kind in turn: Memory, File (in tmp_path), Redis (own prefix on the shared Redis)
+    """Each store kind in turn: Memory, File (in tmp_path), Redis (own prefix on the suite's Redis)
     through a redis-py client, and through `from_url`'s multiplexed connection."""
     kind = request.param
     if kind == "memory":
@@ -35,12 +36,11 @@ async def store(
         yield FileStore(tmp_path / "sessions")
     elif kind == "redis":
         yield RedisStore(redis_client, prefix=key_prefix)
-    elif kind == "postgres":  # a table of this test's own in the run's database
-        url, table = request.getfixturevalue("postgres_database"), f"session_{secrets.token_hex(6)}"
-        yield (store := PostgresStore.from_url(url, table=table))
+    elif kind == "postgres":  # a database of this test's own on the suite's PostgreSQL
+        yield (store := PostgresStore.from_url(request.getfixturevalue("postgres_database")))
         await store.close()
     else:
-        store = RedisStore.from_url(SHARED_REDIS_URL, prefix=key_prefix)
+        store = RedisStore.from_url(redis_url, prefix=key_prefix)
         yield store
         await store.close()
 
@@ -61,7 +61,9 @@ async def unreachable_store(
         (tmp_path / "sessions").write_text("not a folder")
         yield FileStore(tmp_path / "sessions")
     elif request.param == "postgres":
-        yield (store := PostgresStore.from_url(f"postgresql://postgres@127.0.0.1:{unused_port()}/x"))
+        yield (
+            store := PostgresStore.from_url(f"postgresql://postgres@127.0.0.1:{unused_port()}/x")
+        )
         await store.close()
     elif request.param == "redis":
         client = aioredis.Redis(host="127.0.0.1", port=unused_port(), socket_connect_timeout=1)

@@ -6,7 +6,7 @@
 // Configuration (environment):
 //   PORT               port on 127.0.0.1 (required)
 //   STORE              redis (default) or postgres
-//   REDIS_URL          node-redis URL (default redis://127.0.0.1:6379/0)
+//   REDIS_URL          node-redis URL (required with STORE=redis)
 //   PREFIX             connect-redis key prefix (default sess:)
 //   DATABASE_URL       node-postgres connection string (required with STORE=postgres)
 //   SCHEMA             connect-pg-simple's schema (default: the search path)
@@ -44,7 +44,7 @@ function config () {
     secrets,
     cookie,
     store: process.env.STORE || 'redis',
-    redisUrl: process.env.REDIS_URL || 'redis://127.0.0.1:6379/0',
+    redisUrl: process.env.REDIS_URL,
     databaseUrl: process.env.DATABASE_URL,
     schema: process.env.SCHEMA || undefined,
     table: process.env.TABLE || 'session',
@@ -75,6 +75,8 @@ async function openStore (cfg) {
     return { store, close: async () => { store.close(); await pool.end() } }
   }
   if (cfg.store !== 'redis') throw new Error('STORE must be redis or postgres')
+  // No default: the tests hand over their own Redis, and nothing may fall back to a shared one.
+  if (!cfg.redisUrl) throw new Error('REDIS_URL is required')
   const client = createClient({ url: cfg.redisUrl })
   client.on('error', (err) => console.error('redis error:', err.message))
   await client.connect()

@@ -9,12 +9,11 @@ import pytest
 import redis.asyncio as aioredis
 from redis import exceptions as redis_errors
 
-from deploy.processes import free_port
+from deploy.redis_server import RedisServer
 from sessions import RedisStore
 from sessions.errors import StoreUnavailable
 from sessions.expiry import now_ms
 from sessions.stores.multiplex import MultiplexedConnection
-from tests.conftest import SHARED_REDIS_URL, RedisServer
 
 
 async def clients_connected(url: str) -> int:
@@ -26,8 +25,10 @@ async def clients_connected(url: str) -> int:
         await admin.aclose()
 
 
-async def test_hundreds_of_concurrent_commands_each_get_their_own_reply(key_prefix: str) -> None:
-    connection = MultiplexedConnection.from_url(SHARED_REDIS_URL)
+async def test_hundreds_of_concurrent_commands_each_get_their_own_reply(
+    redis_url: str, key_prefix: str
+) -> None:
+    connection = MultiplexedConnection.from_url(redis_url)
     assert connection is not None
     try:
         keys = [f"{key_prefix}{n}" for n in range(300)]
@@ -43,14 +44,16 @@ async def test_all_requests_share_one_connection(private_redis: RedisServer) -> 
     store = RedisStore.from_url(private_redis.url, prefix="one:")
     try:
         await asyncio.gather(*(store.load(f"id{n}") for n in range(50)))
-        await asyncio.gather(*(store.write(f"id{n}", b'{"cookie":{}}', now_ms() + 60_000) for n in range(50)))
+        await asyncio.gather(
+            *(store.write(f"id{n}", b'{"cookie":{}}', now_ms() + 60_000) for n in range(50))
+        )
         assert await clients_connected(private_redis.url) == 1
     finally:
         await store.close()
 
 
-async def test_error_replies_are_redis_py_exceptions(key_prefix: str) -> None:
-    connection = MultiplexedConnection.from_url(SHARED_REDIS_URL)
+async def test_error_replies_are_redis_py_exceptions(redis_url: str, key_prefix: str) -> None:
+    connection = MultiplexedConnection.from_url(redis_url)
     assert connection is not None
     try:
         await connection.execute("SADD", key_prefix + "set", "member")
@@ -149,7 +152,7 @@ async def test_the_url_selects_the_database(private_redis: RedisServer) -> None:
 
 def test_a_password_in_the_url_is_sent(tmp_path_factory: pytest.TempPathFactory) -> None:
     server = RedisServer(
-        free_port(), tmp_path_factory.mktemp("auth-redis"), extra=("--requirepass", "s3cr:t")
+        tmp_path_factory.mktemp("auth-redis"), durable=False, options=("--requirepass", "s3cr:t")
     )
     server.start()
     try:

@@ -28,7 +28,6 @@ from sessions.expiry import (
 )
 from sessions.record import Change, fields, merge_record
 from sessions.stores.postgres_sql import FIRST_ISO_MS, LAST_ISO_MS
-from tests.postgres_db import postgres_database, scratch_database  # noqa: F401
 from tests.sessions.conftest import Browser, make_app, sid_of
 
 DAY = 86_400_000
@@ -50,7 +49,7 @@ def table() -> str:
 
 
 @pytest.fixture
-async def store(postgres_database: str, table: str) -> AsyncIterator[PostgresStore]:  # noqa: F811
+async def store(postgres_database: str, table: str) -> AsyncIterator[PostgresStore]:
     store = PostgresStore.from_url(postgres_database, table=table, prune_interval=None)
     await store.ping()  # creates the tables
     yield store
@@ -58,7 +57,7 @@ async def store(postgres_database: str, table: str) -> AsyncIterator[PostgresSto
 
 
 @pytest.fixture
-async def db(postgres_database: str) -> AsyncIterator[asyncpg.Connection]:  # noqa: F811
+async def db(postgres_database: str) -> AsyncIterator[asyncpg.Connection]:
     """A plain connection to the database, to look at the rows behind the store's back."""
     connection = await asyncpg.connect(postgres_database)
     yield connection
@@ -92,7 +91,7 @@ async def put_row(
 
 
 async def test_the_tables_are_connect_pg_simples_and_the_owner_index_beside_it(
-    postgres_database: str,  # noqa: F811
+    postgres_database: str,
     db: asyncpg.Connection,
 ) -> None:
     schema = f"s_{secrets.token_hex(4)}"
@@ -128,7 +127,7 @@ async def test_the_tables_are_connect_pg_simples_and_the_owner_index_beside_it(
 
 
 async def test_an_existing_table_is_used_as_it_is(
-    postgres_database: str,  # noqa: F811
+    postgres_database: str,
     db: asyncpg.Connection,
     table: str,
 ) -> None:
@@ -147,7 +146,7 @@ async def test_an_existing_table_is_used_as_it_is(
 
 
 async def test_without_create_table_a_missing_table_is_a_clear_error(
-    postgres_database: str,  # noqa: F811
+    postgres_database: str,
     table: str,
 ) -> None:
     store = PostgresStore.from_url(
@@ -160,25 +159,24 @@ async def test_without_create_table_a_missing_table_is_a_clear_error(
         await store.close()
 
 
-async def test_expire_is_local_time_of_the_servers_time_zone_as_connect_pg_simple_writes_it() -> (
-    None
-):
+async def test_expire_is_local_time_of_the_servers_time_zone_as_connect_pg_simple_writes_it(
+    postgres_database: str,
+) -> None:
     """connect-pg-simple stores to_timestamp(seconds) in a `timestamp` column: the local time."""
-    async with scratch_database() as url:
-        admin = await asyncpg.connect(url)
+    admin = await asyncpg.connect(postgres_database)
+    try:
+        database = await admin.fetchval("SELECT current_database()")
+        await admin.execute(f"ALTER DATABASE \"{database}\" SET TimeZone = 'America/New_York'")
+        store = PostgresStore.from_url(postgres_database, prune_interval=None)
         try:
-            database = await admin.fetchval("SELECT current_database()")
-            await admin.execute(f"ALTER DATABASE \"{database}\" SET TimeZone = 'America/New_York'")
-            store = PostgresStore.from_url(url, prune_interval=None)
-            try:
-                await store.write("a", record(None), 1_800_000_000_123)
-                stored = await admin.fetchval("SELECT expire::text FROM session")
-                assert stored == "2027-01-15 03:00:00.123"  # 08:00 UTC in New York
-                assert await store.deadlines(["a"]) == [1_800_000_000_123]
-            finally:
-                await store.close()
+            await store.write("a", record(None), 1_800_000_000_123)
+            stored = await admin.fetchval("SELECT expire::text FROM session")
+            assert stored == "2027-01-15 03:00:00.123"  # 08:00 UTC in New York
+            assert await store.deadlines(["a"]) == [1_800_000_000_123]
         finally:
-            await admin.close()
+            await store.close()
+    finally:
+        await admin.close()
 
 
 # ---------------------------------------------------------------- the statements equal the references
@@ -368,7 +366,7 @@ async def test_parallel_renewals_and_merges_keep_every_change_and_the_latest_exp
 
 
 async def test_purge_deletes_expired_rows_in_batches_and_one_instance_at_a_time(
-    postgres_database: str,  # noqa: F811
+    postgres_database: str,
     db: asyncpg.Connection,
     table: str,
 ) -> None:
@@ -404,7 +402,7 @@ async def test_purge_deletes_expired_rows_in_batches_and_one_instance_at_a_time(
 
 
 async def test_expired_rows_are_pruned_in_the_background(
-    postgres_database: str,  # noqa: F811
+    postgres_database: str,
     db: asyncpg.Connection,
     table: str,
     caplog: pytest.LogCaptureFixture,
@@ -447,7 +445,7 @@ async def test_an_unreachable_server_is_store_unavailable_quickly() -> None:
 
 
 async def test_pool_exhaustion_and_a_slow_statement_are_bounded_waits(
-    postgres_database: str,  # noqa: F811
+    postgres_database: str,
     db: asyncpg.Connection,
     table: str,
 ) -> None:
@@ -479,7 +477,7 @@ async def test_pool_exhaustion_and_a_slow_statement_are_bounded_waits(
 
 
 async def test_requests_behind_a_locked_row_or_a_busy_pool_get_a_503_within_the_timeouts(
-    postgres_database: str,  # noqa: F811
+    postgres_database: str,
     db: asyncpg.Connection,
     table: str,
 ) -> None:
@@ -513,29 +511,26 @@ async def test_requests_behind_a_locked_row_or_a_busy_pool_get_a_503_within_the_
         await store.close()
 
 
-async def test_ping_fails_on_a_read_only_database() -> None:
-    async with scratch_database() as url:
-        store = PostgresStore.from_url(url, prune_interval=None)
-        try:
+async def test_ping_fails_on_a_read_only_database(postgres_database: str) -> None:
+    store = PostgresStore.from_url(postgres_database, prune_interval=None)
+    try:
+        await store.ping()
+        admin = await asyncpg.connect(postgres_database)
+        database = await admin.fetchval("SELECT current_database()")
+        await admin.execute(f'ALTER DATABASE "{database}" SET default_transaction_read_only = on')
+        await admin.close()
+        await store.close()  # new connections pick up the setting
+        with pytest.raises(StoreUnavailable):
             await store.ping()
-            admin = await asyncpg.connect(url)
-            database = await admin.fetchval("SELECT current_database()")
-            await admin.execute(
-                f'ALTER DATABASE "{database}" SET default_transaction_read_only = on'
-            )
-            await admin.close()
-            await store.close()  # new connections pick up the setting
-            with pytest.raises(StoreUnavailable):
-                await store.ping()
-        finally:
-            await store.close()
+    finally:
+        await store.close()
 
 
 # ---------------------------------------------------------------- event loops and the CLI
 
 
 def test_a_store_made_by_from_url_works_in_one_event_loop_after_another(
-    postgres_database: str,  # noqa: F811
+    postgres_database: str,
     table: str,
 ) -> None:
     store = PostgresStore.from_url(postgres_database, table=table, prune_interval=None)
@@ -551,7 +546,7 @@ def test_a_store_made_by_from_url_works_in_one_event_loop_after_another(
     assert asyncio.run(use("b")) is not None
 
 
-def test_the_cli_counts_and_purges_a_postgres_store(postgres_database: str, table: str) -> None:  # noqa: F811
+def test_the_cli_counts_and_purges_a_postgres_store(postgres_database: str, table: str) -> None:
     store = PostgresStore.from_url(postgres_database, table=table, prune_interval=None)
     app = Quart(__name__)
     Sessions(app, secret="k", store=store)

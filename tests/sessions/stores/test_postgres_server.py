@@ -9,14 +9,13 @@ import os
 import signal
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
 import asyncpg
 import pytest
 
+from deploy.postgres_server import PostgresServer
 from sessions import PostgresStore
-from tests.postgres_db import PrivatePostgres, private_postgres  # noqa: F401
 from tests.sessions.conftest import Browser, make_app, sid_of
 
 
@@ -38,7 +37,7 @@ class StatementLog:
 
 @pytest.fixture
 async def counted(
-    private_postgres: PrivatePostgres,  # noqa: F811
+    private_postgres: PostgresServer,
 ) -> AsyncIterator[tuple[Browser, StatementLog, asyncpg.Connection]]:
     """An app on the private server (one pooled connection, so its statements stay prepared)."""
     admin = await asyncpg.connect(private_postgres.url)
@@ -100,7 +99,7 @@ async def test_a_modified_session_costs_a_read_and_a_merge(counted: Any) -> None
 
 
 async def test_pages_keep_working_or_answer_503_while_postgres_is_down_and_recover_after(
-    private_postgres: PrivatePostgres,  # noqa: F811
+    private_postgres: PostgresServer,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     store = PostgresStore.from_url(private_postgres.url, connect_timeout=1, statement_timeout=1)
@@ -138,21 +137,8 @@ async def test_pages_keep_working_or_answer_503_while_postgres_is_down_and_recov
     await store.close()
 
 
-def _server_processes(postmaster: int) -> list[int]:
-    """The postmaster and every process it started."""
-    children = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == postmaster:
-            children.append(int(stat.parent.name))
-    return [postmaster, *children]
-
-
 async def test_a_hung_postgres_is_a_503_within_the_statement_timeout(
-    private_postgres: PrivatePostgres,  # noqa: F811
+    private_postgres: PostgresServer,
 ) -> None:
     store = PostgresStore.from_url(
         private_postgres.url, connect_timeout=0.5, statement_timeout=0.5, prune_interval=None
@@ -160,8 +146,8 @@ async def test_a_hung_postgres_is_a_503_within_the_statement_timeout(
     app = make_app(store)
     browser = Browser(app.test_client(use_cookies=False))
     await browser.get("/count")
-    assert private_postgres.pid is not None
-    frozen = _server_processes(private_postgres.pid)
+    frozen = private_postgres.processes()
+    assert frozen, "the server is not running"
     for pid in frozen:
         os.kill(pid, signal.SIGSTOP)
     try:

@@ -1,4 +1,4 @@
-"""The storage contract, held by every store kind: reads, renewals, merges, expiry, scans, the index."""
+"""The storage contract (stores/base.py), held by every store kind: reads, renewals, merges, expiry, scans, the index."""
 
 from __future__ import annotations
 
@@ -158,7 +158,10 @@ async def test_apply_keeps_the_exact_bytes_of_values_it_does_not_change(store: S
     written = b'{"cookie":{"originalMaxAge":null,"expires":null},"big":1e21,"s":"\\u00e9\\n","k\\"q":{"a" : [ 1 ]}}'
     await store.write("a", written, now_ms() + MINUTE)
     merged = await store.apply("a", Change('{"expires":null}', (("n", "1"),)), now_ms() + MINUTE)
-    assert merged == b'{"cookie":{"expires":null},"big":1e21,"s":"\\u00e9\\n","k\\"q":{"a" : [ 1 ]},"n":1}'
+    assert (
+        merged
+        == b'{"cookie":{"expires":null},"big":1e21,"s":"\\u00e9\\n","k\\"q":{"a" : [ 1 ]},"n":1}'
+    )
 
 
 async def test_apply_to_a_missing_record_creates_nothing(store: Store) -> None:
@@ -198,7 +201,9 @@ async def test_apply_sets_the_new_deadline(store: Store) -> None:
     at = now_ms()
     await store.apply("a", Change('{"expires":null}'), at + 10 * MINUTE)
     [deadline] = await store.deadlines(["a"])
-    assert deadline is not None and at + 10 * MINUTE - 1_000 <= deadline <= at + 10 * MINUTE + JITTER
+    assert (
+        deadline is not None and at + 10 * MINUTE - 1_000 <= deadline <= at + 10 * MINUTE + JITTER
+    )
 
 
 # ---------------------------------------------------------------- store-wide

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
 
-from sessions import RedisStore
-from tests.conftest import RedisServer
+from deploy.redis_server import RedisServer
+from sessions import RedisStore, skip_session
+from tests.round_trip_proxy import round_trip_proxy
 from tests.sessions.conftest import Browser, make_app, sid_of
 
 SETUP_COMMANDS = {"CLIENT", "HELLO", "SELECT", "PING", "MONITOR"}
@@ -124,3 +126,58 @@ async def test_the_first_request_after_a_script_flush_still_costs_no_extra_round
     commands = await log.count_during(lambda: browser.get("/read"))
 
     assert len(commands) == 1, commands
+
+
+async def test_a_returning_visitor_costs_no_command_on_static_files_404s_and_skipped_routes(
+    private_redis: RedisServer, tmp_path: Path
+) -> None:
+    static = tmp_path / "static"
+    static.mkdir()
+    (static / "app.js").write_text("1")
+    client = aioredis.Redis.from_url(private_redis.url)
+    app = make_app(RedisStore(client))
+    app.static_folder = str(static)
+
+    @app.get("/healthz")
+    @skip_session
+    async def healthz() -> str:
+        return "ok"
+
+    log = CommandLog(private_redis.url)
+    await log.start()
+    try:
+        browser = Browser(app.test_client(use_cookies=False))
+        await browser.get("/count")
+        for path in ("/static/app.js", "/nowhere", "/healthz"):
+            response = await browser.get(path)
+            assert response.status_code in (200, 404), path
+            assert await log.count_during(lambda p=path: browser.get(p)) == [], path
+    finally:
+        await log.stop()
+        await client.aclose()
+
+
+async def test_round_trips_through_a_counting_proxy_read_1_counter_2_owned_listing_2(
+    private_redis: RedisServer,
+) -> None:
+    """Round trips, not commands: what a request waits for. The multiplexed connection writes
+    the commands of one loop iteration together, so `owned` (members, then each session's
+    record and expiry) costs two whatever the number of sessions."""
+    async with round_trip_proxy(private_redis.port) as proxy:
+        store = RedisStore.from_url(proxy.url())
+        app = make_app(store, cookie={"max_age": 3600})
+        browser = Browser(app.test_client(use_cookies=False))
+        for _ in range(3):  # warm: connected, scripts loaded
+            await browser.post("/owner", json={"owner": "user:1"})
+            await browser.get("/count")
+        others = [Browser(app.test_client(use_cookies=False)) for _ in range(4)]
+        for other in others:
+            await other.post("/owner", json={"owner": "user:1"})
+        cookieless = Browser(app.test_client(use_cookies=False))
+        assert await proxy.count(cookieless.get("/")) == 0
+        assert await proxy.count(browser.get("/read")) == 1
+        assert await proxy.count(browser.get("/count")) == 2
+        listing = await store.owned("user:1")
+        assert len(listing) == 5
+        assert await proxy.count(store.owned("user:1")) == 2
+        await store.close()

@@ -6,9 +6,8 @@ import logging
 
 import pytest
 
-from deploy.processes import free_port
+from deploy.redis_server import RedisServer
 from sessions import RedisStore, SessionUnavailable
-from tests.conftest import RedisServer
 from tests.sessions.conftest import Browser, make_app
 
 
@@ -111,7 +110,9 @@ async def test_a_master_refusing_writes_for_lack_of_replicas_is_a_503(
 ) -> None:
     """`min-replicas-to-write` (the Sentinel advice in the README) answers NOREPLICAS: a 503."""
     server = RedisServer(
-        free_port(), tmp_path_factory.mktemp("noreplicas"), extra=("--min-replicas-to-write", "1")
+        tmp_path_factory.mktemp("noreplicas"),
+        durable=False,
+        options=("--min-replicas-to-write", "1"),
     )
     server.start()
     store = RedisStore.from_url(server.url, timeout=1.0, multiplex=multiplex)
