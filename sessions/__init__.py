@@ -32,6 +32,7 @@ from .session import Session
 from .stores.base import SessionInfo, Store
 from .stores.file import FileStore
 from .stores.memory import MemoryStore
+from .stores.postgres import PostgresStore
 from .stores.redis import RedisStore
 
 #: ``quart.session`` typed as our Session: ``from sessions import session``.
@@ -42,6 +43,7 @@ __all__ = [
     "Cookie",
     "FileStore",
     "MemoryStore",
+    "PostgresStore",
     "RedisStore",
     "Session",
     "SessionError",

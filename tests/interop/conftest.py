@@ -28,7 +28,7 @@ import redis.asyncio as aioredis
 from quart import Quart, abort, request, session
 
 from deploy.processes import free_port, terminate
-from sessions import RedisStore, Sessions
+from sessions import RedisStore, Sessions, Store
 
 NODE_DIR = Path(__file__).parent / "node"
 SETUP_HINT = "run `bash scripts/setup --test` (it runs `npm ci` in tests/interop/node)"
@@ -197,15 +197,23 @@ def start_node(redis_url: str, key_prefix: str) -> Iterator[StartNode]:
     node = shutil.which("node")
     if node is None:
         pytest.fail(f"node is not installed: {SETUP_HINT}")
-    for package in ("express", "express-session", "connect-redis", "redis"):
+    for package in (
+        "express",
+        "express-session",
+        "connect-redis",
+        "redis",
+        "connect-pg-simple",
+        "pg",
+    ):
         if not (NODE_DIR / "node_modules" / package / "package.json").is_file():
             pytest.fail(f"tests/interop/node/node_modules/{package} is missing: {SETUP_HINT}")
     started: list[NodeSide] = []
     logs = tempfile.TemporaryDirectory(prefix="interop-node-")
 
     def start(
-        secrets: list[str], max_age_ms: int | None = None, name: str = "connect.sid"
+        secrets: list[str], max_age_ms: int | None = None, name: str = "connect.sid", **store: str
     ) -> NodeSide:
+        """`store` overrides server.js's store settings (STORE="postgres", DATABASE_URL=…)."""
         port = free_port()
         env = {
             **os.environ,
@@ -214,6 +222,7 @@ def start_node(redis_url: str, key_prefix: str) -> Iterator[StartNode]:
             "PREFIX": key_prefix,
             "SECRET": ",".join(secrets),
             "NAME": name,
+            **store,
         }
         env.pop("COOKIE_MAX_AGE_MS", None)
         if max_age_ms is not None:
@@ -236,18 +245,10 @@ def start_node(redis_url: str, key_prefix: str) -> Iterator[StartNode]:
         logs.cleanup()
 
 
-def build_quart_app(
-    client: aioredis.Redis, prefix: str, secrets: list[str], max_age: int | None, name: str
-) -> Quart:
+def build_quart_app(store: Store, secrets: list[str], max_age: int | None, name: str) -> Quart:
     """The Quart twin of server.js: same routes, same session semantics."""
     app = Quart(__name__)
-    Sessions(
-        app,
-        secret=secrets,
-        store=RedisStore(client, prefix=prefix),
-        name=name,
-        cookie={"max_age": max_age},
-    )
+    Sessions(app, secret=secrets, store=store, name=name, cookie={"max_age": max_age})
 
     def data() -> dict[str, Any]:
         return dict(session)
@@ -312,7 +313,8 @@ async def start_quart(redis_client: aioredis.Redis, key_prefix: str) -> AsyncIte
         async def start(
             secrets: list[str], max_age: int | None = None, name: str = "connect.sid"
         ) -> QuartSide:
-            app = build_quart_app(redis_client, key_prefix, secrets, max_age, name)
+            store = RedisStore(redis_client, prefix=key_prefix)
+            app = build_quart_app(store, secrets, max_age, name)
             await stack.enter_async_context(app.test_app())
             return QuartSide(app)
 

@@ -13,10 +13,10 @@ import redis.asyncio as aioredis
 from quart import Quart, jsonify, request, session
 from quart.typing import TestClientProtocol
 
-from sessions import FileStore, MemoryStore, RedisStore, Sessions, Store
+from sessions import FileStore, MemoryStore, PostgresStore, RedisStore, Sessions, Store
 
 SECRET = "keyboard cat"
-STORE_KINDS = ["memory", "file", "redis", "redis-multiplexed"]
+STORE_KINDS = ["memory", "file", "redis", "redis-multiplexed", "postgres"]
 
 
 @pytest.fixture(params=STORE_KINDS)
@@ -36,6 +36,9 @@ async def store(
         yield FileStore(tmp_path / "sessions")
     elif kind == "redis":
         yield RedisStore(redis_client, prefix=key_prefix)
+    elif kind == "postgres":  # a database of this test's own on the suite's PostgreSQL
+        yield (store := PostgresStore.from_url(request.getfixturevalue("postgres_database")))
+        await store.close()
     else:
         store = RedisStore.from_url(redis_url, prefix=key_prefix)
         yield store
@@ -49,7 +52,7 @@ def unused_port() -> int:
         return int(sock.getsockname()[1])
 
 
-@pytest.fixture(params=["file", "redis", "redis-multiplexed"])
+@pytest.fixture(params=["file", "redis", "redis-multiplexed", "postgres"])
 async def unreachable_store(
     request: pytest.FixtureRequest, tmp_path: Path, key_prefix: str
 ) -> AsyncIterator[Store]:
@@ -57,6 +60,11 @@ async def unreachable_store(
     if request.param == "file":
         (tmp_path / "sessions").write_text("not a folder")
         yield FileStore(tmp_path / "sessions")
+    elif request.param == "postgres":
+        yield (
+            store := PostgresStore.from_url(f"postgresql://postgres@127.0.0.1:{unused_port()}/x")
+        )
+        await store.close()
     elif request.param == "redis":
         client = aioredis.Redis(host="127.0.0.1", port=unused_port(), socket_connect_timeout=1)
         yield RedisStore(client, prefix=key_prefix)

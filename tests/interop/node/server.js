@@ -1,11 +1,16 @@
 'use strict'
-// Reference express-session + connect-redis app: the interop tests drive it and our Quart
-// extension with one cookie and one Redis, so both must read each other's sessions.
+// Reference express-session app on connect-redis (or connect-pg-simple): the interop tests
+// drive it and our Quart extension with one cookie and one store, so both must read each
+// other's sessions.
 //
 // Configuration (environment):
 //   PORT               port on 127.0.0.1 (required)
-//   REDIS_URL          node-redis URL (required)
+//   STORE              redis (default) or postgres
+//   REDIS_URL          node-redis URL (required with STORE=redis)
 //   PREFIX             connect-redis key prefix (default sess:)
+//   DATABASE_URL       node-postgres connection string (required with STORE=postgres)
+//   SCHEMA             connect-pg-simple's schema (default: the search path)
+//   TABLE              connect-pg-simple's table name (default session; created when missing)
 //   SECRET             comma-separated secrets; the first signs, all verify (required)
 //   COOKIE_MAX_AGE_MS  cookie maxAge in ms (optional; unset means a browser-session cookie)
 //   NAME               cookie name (default connect.sid)
@@ -20,14 +25,14 @@ const express = require('express')
 const session = require('express-session')
 const { RedisStore } = require('connect-redis')
 const { createClient } = require('redis')
+const connectPgSimple = require('connect-pg-simple')
+const { Pool } = require('pg')
 
 function config () {
   const port = Number.parseInt(process.env.PORT || '', 10)
   if (!Number.isInteger(port) || port <= 0) throw new Error('PORT must be a positive integer')
   const secrets = (process.env.SECRET || '').split(',').filter((s) => s.length > 0)
   if (secrets.length === 0) throw new Error('SECRET must hold at least one secret')
-  // No default: the tests hand over their own Redis, and nothing may fall back to a shared one.
-  if (!process.env.REDIS_URL) throw new Error('REDIS_URL is required')
   const cookie = { path: '/', httpOnly: true }
   if (process.env.COOKIE_MAX_AGE_MS) {
     const maxAge = Number(process.env.COOKIE_MAX_AGE_MS)
@@ -38,7 +43,11 @@ function config () {
     port,
     secrets,
     cookie,
+    store: process.env.STORE || 'redis',
     redisUrl: process.env.REDIS_URL,
+    databaseUrl: process.env.DATABASE_URL,
+    schema: process.env.SCHEMA || undefined,
+    table: process.env.TABLE || 'session',
     // An empty PREFIX is a valid connect-redis prefix, so only an unset one takes the default.
     prefix: process.env.PREFIX === undefined ? 'sess:' : process.env.PREFIX,
     name: process.env.NAME || 'connect.sid'
@@ -53,17 +62,36 @@ function sessionData (sess) {
   return data
 }
 
-async function main () {
-  const cfg = config()
+// The session store the configuration names, and how to close its connections.
+async function openStore (cfg) {
+  if (cfg.store === 'postgres') {
+    if (!cfg.databaseUrl) throw new Error('DATABASE_URL is required with STORE=postgres')
+    const pool = new Pool({ connectionString: cfg.databaseUrl })
+    pool.on('error', (err) => console.error('postgres error:', err.message))
+    const PgStore = connectPgSimple(session)
+    const store = new PgStore({
+      pool, schemaName: cfg.schema, tableName: cfg.table, createTableIfMissing: true
+    })
+    return { store, close: async () => { store.close(); await pool.end() } }
+  }
+  if (cfg.store !== 'redis') throw new Error('STORE must be redis or postgres')
+  // No default: the tests hand over their own Redis, and nothing may fall back to a shared one.
+  if (!cfg.redisUrl) throw new Error('REDIS_URL is required')
   const client = createClient({ url: cfg.redisUrl })
   client.on('error', (err) => console.error('redis error:', err.message))
   await client.connect()
+  return { store: new RedisStore({ client, prefix: cfg.prefix }), close: () => client.close() }
+}
+
+async function main () {
+  const cfg = config()
+  const { store, close } = await openStore(cfg)
 
   const app = express()
   app.use(session({
     name: cfg.name,
     secret: cfg.secrets,
-    store: new RedisStore({ client, prefix: cfg.prefix }),
+    store,
     cookie: cfg.cookie,
     resave: false,
     saveUninitialized: false
@@ -113,7 +141,7 @@ async function main () {
 
   const stop = () => {
     server.close(() => {
-      client.close().finally(() => process.exit(0))
+      Promise.resolve(close()).finally(() => process.exit(0))
     })
     // Keep-alive sockets would hold close() open; the test is done with them.
     server.closeAllConnections()

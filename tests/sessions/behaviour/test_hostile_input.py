@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from quart import jsonify, session
 
-from sessions import MemoryStore, SessionTooLarge, Store
+from sessions import MemoryStore, PostgresStore, SessionTooLarge, Store
 from sessions.expiry import Renewal, now_ms
 from sessions.signing import encode_cookie_value
 from tests.sessions.conftest import SECRET, Browser, make_app, sid_of
@@ -155,7 +155,11 @@ async def test_a_corrupt_record_is_a_fresh_session_and_a_logged_warning(
     store: Store, stored: bytes, caplog: pytest.LogCaptureFixture
 ) -> None:
     app = make_app(store)
-    await store.write("broken-record", stored, now_ms() + 60_000)
+    try:
+        await store.write("broken-record", stored, now_ms() + 60_000)
+    except ValueError:  # PostgreSQL's json column holds JSON only: no such row can exist there
+        assert isinstance(store, PostgresStore)
+        return
     client = app.test_client(use_cookies=False)
     cookie = encode_cookie_value("broken-record", SECRET.encode())
 
