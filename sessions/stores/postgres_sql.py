@@ -203,13 +203,15 @@ RETURNING s.sess::text, starts_with(s.sess::text, '{{"cookie":{{')"""
         )
         # $1 sid, $2 cookie text, $3 assigned keys, $4 their JSON texts, $5 their values' texts,
         # $6 removed keys, $7 expires ms (NULL: never), $8 now ms. Kept members keep their text
-        # and place (an assigned one its first occurrence's); new keys follow in assigned order.
+        # and place (an assigned one its first occurrence's); new keys follow in assigned order,
+        # but a new owner, which goes right after the cookie.
         # No row: gone, expired, or a record the store's Python merges. No CTE: PostgreSQL does
         # not recompute a materialized one when a concurrent update makes it re-evaluate the
         # row (EvalPlanQual), which would lose that update.
         self.apply = f"""UPDATE {t} AS s SET (sess, expire) = (
   SELECT ('{{"cookie":' || $2::text || coalesce(string_agg(',' || coalesce(to_json(kept.key)::text, put.kt)
-      || ':' || coalesce(put.v, kept.v), '' ORDER BY kept.o IS NULL, coalesce(kept.o, put.o)), '') || '}}')::json,
+      || ':' || coalesce(put.v, kept.v), ''
+      ORDER BY kept.o IS NULL AND put.k = '_owner' DESC, kept.o IS NULL, coalesce(kept.o, put.o)), '') || '}}')::json,
     {_expire("$7")}
   FROM (SELECT e.key, e.value::text AS v, e.o, row_number() OVER (PARTITION BY e.key ORDER BY e.o) = 1 AS first
       FROM json_each(s.sess) WITH ORDINALITY AS e(key, value, o)
