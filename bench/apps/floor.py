@@ -54,7 +54,9 @@ class FloorInterface(SessionInterface):
                 if not value.startswith("s:"):
                     return None
                 sid, _, mac = value[2:].rpartition(".")
-                return sid if hmac.compare_digest(self._mac(sid), mac) else None
+                # As bytes: a hostile cookie may decode to any code point.
+                given = mac.encode("utf-8", "surrogatepass")
+                return sid if hmac.compare_digest(self._mac(sid).encode(), given) else None
         return None
 
     async def open_session(self, app: Quart, request: Any) -> FloorSession:
