@@ -491,7 +491,8 @@ SPIN_LOOP = "spin.<locals>.loop_requests"
 
 @dataclass(frozen=True)
 class Sampled:
-    us: float  # µs per request while sampled
+    us: float  # µs per request, measured unsampled
+    samples: int
     own: dict[str, float]  # frame -> own µs per request
     inclusive: dict[str, float]  # frame -> µs per request anywhere on the stack
 
@@ -519,6 +520,7 @@ def sample(kind_key: str, us: float, seconds: float, log_dir: Path) -> Sampled:
     scale = us / max(profile.samples, 1)
     return Sampled(
         us,
+        profile.samples,
         {frame: count * scale for frame, count in profile.own.items()},
         {frame: count * scale for frame, count in profile.total.items()},
     )
@@ -547,7 +549,9 @@ def rest_lines(
         f"py-spy at 1000 Hz on a process running only this request in a loop, and on one running "
         f"bare Quart's; each frame's share of the samples times the µs per request measured "
         f"above ({mine.us:.1f} and {bare.us:.1f}), then the difference (it adds up to the "
-        f"session layer). Sampling noise is about ±0.5 µs a frame.",
+        f"session layer, and also holds what else differs between the two apps). "
+        f"{mine.samples} and {bare.samples} samples: one is worth {mine.us / max(mine.samples, 1):.3f} "
+        "µs/req, and a frame of n samples is uncertain by about √n of them.",
         "",
         "| package | own µs/req, this less bare |",
         "|---|---:|",
@@ -703,6 +707,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--profile",
         metavar="KIND",
+        choices=[kind.key for kind in KINDS if kind.key != "bare"],
         help="also sample (py-spy) where the session layer of one request kind goes, frame by "
         f"frame: {', '.join(kind.key for kind in KINDS if kind.key != 'bare')}",
     )

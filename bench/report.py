@@ -110,11 +110,21 @@ class Goal:
             return None
         return mine.rps / theirs.rps
 
+    def by_cpu(self, summaries: dict[Key, Summary], server: str) -> float | None:
+        """The ratio the server's CPU per request predicts when the server's core is the limit."""
+        mine = summaries.get((server, self.stack, self.page))
+        theirs = summaries.get((server, self.other, self.page))
+        if mine is None or theirs is None or not mine.server_us or theirs.server_us is None:
+            return None
+        return theirs.server_us / mine.server_us
+
     def verdict(self, summaries: dict[Key, Summary], server: str) -> str:
         value = self.measured(summaries, server)
         if value is None:
             return "not measured"
-        return f"{value:.2f}× {'met' if value >= self.wanted else 'MISSED'}"
+        cpu = self.by_cpu(summaries, server)
+        by_cpu = "" if cpu is None else f" (CPU {cpu:.2f}×)"
+        return f"{value:.2f}× {'met' if value >= self.wanted else 'MISSED'}{by_cpu}"
 
 
 # The issue's goals (issue 11), measured side by side in one run; the same on every server.

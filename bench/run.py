@@ -104,6 +104,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--results", type=Path, help="markdown report (default bench/RESULTS.md; quick: bench/out/)"
     )
     parser.add_argument("--json", type=Path, help="raw measurements (default bench/out/...)")
+    parser.add_argument("--note", help="a line put at the top of the report (why this run)")
     args = parser.parse_args(argv)
     quick = args.quick
     args.duration = args.duration or (1.0 if quick else 5.0)
@@ -338,6 +339,7 @@ def report(bench: Bench, info: dict[str, object], started: float) -> str:
         + f" on {info['date']}"
         f" (git {info['git']}), in {time.monotonic() - started:.0f} s.",
         "",
+        *([f"> {args.note}", ""] if args.note else []),
         f"- Machine: {info['machine']}: {info['cpu']}, {info['nproc']} cores, "
         f"Linux {info['kernel']}; load average at start "
         f"{', '.join(f'{x:.2f}' for x in info['loadavg_start'])}, "  # type: ignore[attr-defined]
@@ -376,7 +378,10 @@ def report(bench: Bench, info: dict[str, object], started: float) -> str:
         "",
         "## Goals (issue 11; measured, not asserted)",
         "",
-        "Ratios of req/s measured side by side on the same server in this run.",
+        "Ratios of req/s measured side by side on the same server in this run; the verdict is "
+        "on req/s. In brackets, the ratio the server's CPU per request predicts (the other "
+        "stack's µs/req over this one's): what req/s would show with the server's core the only "
+        "limit, and steadier on a shared machine.",
         "",
         *goals_table(summaries, args.servers),
     ]
