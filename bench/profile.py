@@ -144,6 +144,12 @@ def summarise(raw: Path, within: str | None = None) -> Profile:
     return Profile(samples, own, total, package_own, package_total, raw)
 
 
+def _shown(path: Path) -> str:
+    """A path as the report shows it: relative to the repository when inside it."""
+    root = Path(__file__).resolve().parent.parent
+    return str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
+
+
 def profile_lines(
     title: str, profile: Profile, us_per_request: float | None, top: int = 15
 ) -> list[str]:
@@ -161,7 +167,7 @@ def profile_lines(
         f"#### {title}",
         "",
         f"{profile.samples} samples of the server's busy threads; its CPU per request over the "
-        f"sampled run: {cpu} (/proc), shared out below by samples. Raw stacks: `{profile.raw}`",
+        f"sampled run: {cpu} (/proc), shared out below by samples. Raw stacks: `{_shown(profile.raw)}`",
         "",
         "| package | own | own µs/req | on stack | on stack µs/req |",
         "|---|---:|---:|---:|---:|",

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import sys
 import tempfile
 import time
@@ -335,7 +336,7 @@ def report(bench: Bench, info: dict[str, object], started: float) -> str:
     lines = [
         "# Session benchmark results",
         "",
-        f"Written by `python -m bench.run {' '.join(sys.argv[1:])}`".rstrip()
+        f"Written by `{shlex.join(['python', '-m', 'bench.run', *sys.argv[1:]])}`"
         + f" on {info['date']}"
         f" (git {info['git']}), in {time.monotonic() - started:.0f} s.",
         "",
