@@ -179,12 +179,14 @@ def handler(page: str) -> Callable[[], str]:
     """The handler's use of the session on /read and /count (as in bench/apps/)."""
     from quart import session
 
+    from bench.apps.settings import body
+
     def read() -> str:
-        return f"views={session.get('views', 0)}"
+        return body(session.get("views", 0))
 
     def count() -> str:
         session["views"] = session.get("views", 0) + 1
-        return f"views={session['views']}"
+        return body(session["views"])
 
     return read if page == "read" else count
 
