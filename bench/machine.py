@@ -11,12 +11,14 @@ import re
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 from bench.stacks import NODE_DIR, ROOT
 
 PYTHON_PACKAGES = (
     "quart",
     "hypercorn",
+    "granian",
     "uvicorn",
     "uvloop",
     "httptools",
@@ -25,6 +27,7 @@ PYTHON_PACKAGES = (
     "quart-session",
     "werkzeug",
     "quart-express-sessions",
+    "py-spy",
 )
 NODE_PACKAGES = ("express", "express-session", "connect-redis", "redis")
 
@@ -48,6 +51,29 @@ def cpu_model() -> str:
         if line.startswith("Model name:"):
             return line.split(":", 1)[1].strip()
     return platform.processor() or "unknown"
+
+
+def memory_gib() -> float | None:
+    try:
+        text = Path("/proc/meminfo").read_text()
+    except OSError:
+        return None
+    for line in text.splitlines():
+        if line.startswith("MemTotal:"):
+            return int(line.split()[1]) / 1024 / 1024
+    return None
+
+
+def machine_name() -> str:
+    """The host, how it is virtualised and its memory: which machine the numbers belong to."""
+    virtualised = _output(["systemd-detect-virt"])
+    memory = memory_gib()
+    parts = [platform.node() or "unknown host"]
+    if virtualised not in ("not installed", "?", "none"):
+        parts.append(f"virtualised: {virtualised}")
+    if memory is not None:
+        parts.append(f"{memory:.0f} GiB RAM")
+    return ", ".join(parts)
 
 
 def _output_lines(command: list[str]) -> list[str]:
@@ -79,6 +105,7 @@ def node_versions() -> dict[str, str]:
 def describe() -> dict[str, object]:
     return {
         "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": machine_name(),
         "cpu": cpu_model(),
         "nproc": os.cpu_count(),
         "kernel": platform.release(),

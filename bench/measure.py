@@ -1,11 +1,18 @@
-"""One measurement: prime returning visitors, run wrk on a page, count the Redis commands."""
+"""One measurement: prime returning visitors, run wrk on a page, and count what it cost.
+
+Besides wrk's throughput and latency: the server's CPU per request (its process tree, from
+/proc), wrk's own CPU, and for Redis stacks the commands, their µs inside Redis and the
+redis-server process's CPU, all as deltas over the timed run.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
 from bench import client
-from bench.redis_server import PrivateRedis, command_delta
+from bench.cpu import TreeCpu, children_cpu_seconds
+from bench.redis_cost import RedisCost, snapshot
+from bench.redis_server import PrivateRedis
 from bench.stacks import Stack
 from bench.wrk import WrkResult, run_wrk
 
@@ -22,11 +29,16 @@ class Load:
 
 @dataclass
 class Measurement:
+    server: str  # the ASGI server of the run's group (express stacks ran alongside it, on node)
     stack: str
     page: str
     round: int
     wrk: WrkResult
     commands: dict[str, int]  # Redis calls during the wrk run (INFO commandstats), per command
+    server_cpu_s: float | None = None  # utime + stime of the server's process tree
+    client_cpu_s: float | None = None  # wrk's utime + stime
+    redis_cpu_s: float | None = None  # the redis-server process's utime + stime
+    redis_usec: dict[str, int] = field(default_factory=dict)  # commandstats µs, per command
     notes: list[str] = field(default_factory=list)
     round_trips: dict[str, float] | None = None  # per request, from MONITOR (first round only)
     in_scripts: dict[str, float] | None = None  # commands run inside Lua scripts, per request
@@ -38,14 +50,24 @@ class Measurement:
 
 
 def measure(
-    stack: Stack, port: int, page: str, round_: int, load: Load, redis: PrivateRedis | None
+    server: str,
+    stack: Stack,
+    pid: int,
+    port: int,
+    page: str,
+    round_: int,
+    load: Load,
+    redis: PrivateRedis | None,
 ) -> Measurement:
-    """Measure `stack` (already listening on port) on /count or /read."""
+    """Measure `stack` (already listening on port, its server process is `pid`) on /count or /read."""
     if page not in PAGES:
         raise ValueError(f"page must be one of {PAGES}")
     # Returning visitors: one primed session per connection, each sent round-robin.
     cookies = client.prime(port, load.connections) if stack.sessions else []
-    before = redis.command_counts() if redis is not None and stack.redis else {}
+    used = redis if stack.redis else None  # the private Redis, when this stack talks to it
+    tree = TreeCpu.of(pid)
+    before = snapshot(used) if used is not None else None
+    wrk_before, server_before = children_cpu_seconds(), tree.seconds()
     result = run_wrk(
         f"http://127.0.0.1:{port}/{page}",
         cookies,
@@ -53,11 +75,25 @@ def measure(
         connections=load.connections,
         cpu=load.client_cpu,
     )
-    after = redis.command_counts() if redis is not None and stack.redis else {}
-    measurement = Measurement(stack.name, page, round_, result, command_delta(before, after))
+    server_cpu, wrk_cpu = tree.seconds() - server_before, children_cpu_seconds() - wrk_before
+    cost = RedisCost()
+    if used is not None and before is not None:
+        cost = RedisCost.between(before, snapshot(used))
+    measurement = Measurement(
+        server,
+        stack.name,
+        page,
+        round_,
+        result,
+        cost.calls,
+        server_cpu_s=server_cpu,
+        client_cpu_s=wrk_cpu,
+        redis_cpu_s=cost.cpu_s,
+        redis_usec=cost.usec,
+    )
     check(measurement, stack, port, cookies)
-    if redis is not None and stack.redis and round_ == 0 and cookies:
-        seen = redis.traffic(MONITORED_REQUESTS, lambda: client.get(port, f"/{page}", cookies[-1]))
+    if used is not None and round_ == 0 and cookies:
+        seen = used.traffic(MONITORED_REQUESTS, lambda: client.get(port, f"/{page}", cookies[-1]))
         measurement.round_trips, measurement.in_scripts = seen.round_trips, seen.in_scripts
     return measurement
 

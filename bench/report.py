@@ -1,4 +1,4 @@
-"""Medians across runs, ratios to each framework's bare app, the targets, and RESULTS.md."""
+"""Medians across rounds, ratios and costs per request, the goals per server, as Markdown tables."""
 
 from __future__ import annotations
 
@@ -10,10 +10,12 @@ from bench.measure import PAGES, Measurement
 from bench.stacks import STACKS
 
 PAGE_TITLES = {"count": "visit counter (modified every request)", "read": "read-only page"}
+Key = tuple[str, str, str]  # (server, stack, page)
 
 
 @dataclass
 class Summary:
+    server: str
     stack: str
     page: str
     runs: int
@@ -21,27 +23,44 @@ class Summary:
     rps_range: tuple[float, float]
     p50_ms: float
     p99_ms: float
+    requests: int
     commands_per_request: float | None
-    breakdown: dict[str, float]
+    breakdown: dict[str, float]  # Redis calls per request, per command
+    usec_per_call: dict[str, float]  # µs inside Redis per call, per command (commandstats)
+    server_us: float | None  # the server's CPU µs per request
+    client_us: float | None  # wrk's CPU µs per request
+    redis_us: float | None  # the redis-server process's CPU µs per request
     notes: list[str] = field(default_factory=list)
-    ratio: float | None = None
+    ratio: float | None = None  # to the bare app of the same framework on the same server
+    bare_cpu_delta_us: float | None = None  # server CPU µs/req more than bare's
     round_trips: dict[str, float] | None = None
     in_scripts: dict[str, float] | None = None
 
 
-def summarise(measurements: Sequence[Measurement]) -> dict[tuple[str, str], Summary]:
-    groups: dict[tuple[str, str], list[Measurement]] = {}
+def _per_request(values: Sequence[float | None], requests: int) -> float | None:
+    if requests == 0 or any(value is None for value in values):
+        return None
+    return 1e6 * sum(value for value in values if value is not None) / requests
+
+
+def summarise(measurements: Sequence[Measurement]) -> dict[Key, Summary]:
+    groups: dict[Key, list[Measurement]] = {}
     for measurement in measurements:
-        groups.setdefault((measurement.stack, measurement.page), []).append(measurement)
-    summaries: dict[tuple[str, str], Summary] = {}
-    for (stack, page), runs in groups.items():
+        key = (measurement.server, measurement.stack, measurement.page)
+        groups.setdefault(key, []).append(measurement)
+    summaries: dict[Key, Summary] = {}
+    for (server, stack, page), runs in groups.items():
         requests = sum(run.wrk.requests for run in runs)
-        totals: dict[str, int] = {}
+        calls: dict[str, int] = {}
+        usec: dict[str, int] = {}
         for run in runs:
-            for name, calls in run.commands.items():
-                totals[name] = totals.get(name, 0) + calls
+            for name, count in run.commands.items():
+                calls[name] = calls.get(name, 0) + count
+                usec[name] = usec.get(name, 0) + run.redis_usec.get(name, 0)
         notes = sorted({f"run {run.round + 1}: {note}" for run in runs for note in run.notes})
-        summaries[(stack, page)] = Summary(
+        redis = STACKS[stack].redis
+        summary = Summary(
+            server,
             stack,
             page,
             len(runs),
@@ -49,87 +68,106 @@ def summarise(measurements: Sequence[Measurement]) -> dict[tuple[str, str], Summ
             rps_range=(min(run.wrk.rps for run in runs), max(run.wrk.rps for run in runs)),
             p50_ms=statistics.median(run.wrk.p50_ms for run in runs),
             p99_ms=statistics.median(run.wrk.p99_ms for run in runs),
-            commands_per_request=(
-                sum(totals.values()) / requests if STACKS[stack].redis and requests else None
-            ),
-            breakdown={name: calls / requests for name, calls in sorted(totals.items())},
+            requests=requests,
+            commands_per_request=sum(calls.values()) / requests if redis and requests else None,
+            breakdown={name: count / requests for name, count in sorted(calls.items())},
+            usec_per_call={name: usec[name] / count for name, count in calls.items() if count},
+            server_us=_per_request([run.server_cpu_s for run in runs], requests),
+            client_us=_per_request([run.client_cpu_s for run in runs], requests),
+            redis_us=_per_request([run.redis_cpu_s for run in runs], requests) if redis else None,
             notes=notes,
         )
         monitored = [run for run in runs if run.round_trips is not None]
         if monitored:
-            summaries[(stack, page)].round_trips = monitored[0].round_trips
-            summaries[(stack, page)].in_scripts = monitored[0].in_scripts
+            summary.round_trips = monitored[0].round_trips
+            summary.in_scripts = monitored[0].in_scripts
+        summaries[(server, stack, page)] = summary
     for summary in summaries.values():
-        base = summaries.get((STACKS[summary.stack].baseline, summary.page))
-        if base is not None and base.rps > 0:
+        base = summaries.get((summary.server, STACKS[summary.stack].baseline, summary.page))
+        if base is None:
+            continue
+        if base.rps > 0:
             summary.ratio = summary.rps / base.rps
+        if summary.server_us is not None and base.server_us is not None:
+            summary.bare_cpu_delta_us = summary.server_us - base.server_us
     return summaries
 
 
 @dataclass(frozen=True)
-class Target:
+class Goal:
+    """One of the issue's goals: stack / other on page, on the same server, at least `wanted`."""
+
     text: str
+    stack: str
+    other: str
+    page: str
     wanted: float
-    measured: float | None
 
-    @property
-    def verdict(self) -> str:
-        if self.measured is None:
+    def measured(self, summaries: dict[Key, Summary], server: str) -> float | None:
+        mine = summaries.get((server, self.stack, self.page))
+        theirs = summaries.get((server, self.other, self.page))
+        if mine is None or theirs is None or theirs.rps <= 0:
+            return None
+        return mine.rps / theirs.rps
+
+    def by_cpu(self, summaries: dict[Key, Summary], server: str) -> float | None:
+        """The ratio the server's CPU per request predicts when the server's core is the limit."""
+        mine = summaries.get((server, self.stack, self.page))
+        theirs = summaries.get((server, self.other, self.page))
+        if mine is None or theirs is None or not mine.server_us or theirs.server_us is None:
+            return None
+        return theirs.server_us / mine.server_us
+
+    def verdict(self, summaries: dict[Key, Summary], server: str) -> str:
+        value = self.measured(summaries, server)
+        if value is None:
             return "not measured"
-        return "met" if self.measured >= self.wanted else "MISSED"
+        cpu = self.by_cpu(summaries, server)
+        by_cpu = "" if cpu is None else f" (CPU {cpu:.2f}×)"
+        return f"{value:.2f}× {'met' if value >= self.wanted else 'MISSED'}{by_cpu}"
 
 
-def _rps_ratio(
-    summaries: dict[tuple[str, str], Summary], stack: str, other: str, page: str
-) -> float | None:
-    mine, theirs = summaries.get((stack, page)), summaries.get((other, page))
-    if mine is None or theirs is None or theirs.rps <= 0:
-        return None
-    return mine.rps / theirs.rps
+# The issue's goals (issue 11), measured side by side in one run; the same on every server.
+GOALS = (
+    Goal("Memory, read-only page: ours / floor probe (within 5 %)", "ours-memory", "floor", "read", 0.95),
+    Goal("Redis, read-only page: ours / bare Quart", "ours-redis", "quart-bare", "read", 0.75),
+    Goal("Redis, visit counter: ours / bare Quart", "ours-redis", "quart-bare", "count", 0.65),
+    Goal("visit counter: ours (Redis) / quart-session (Redis)", "ours-redis", "quart-session-redis", "count", 1.5),
+)  # fmt: skip
 
 
-def targets(summaries: dict[tuple[str, str], Summary]) -> list[Target]:
-    return [
-        Target(
-            "ours (Redis) / bare Quart, visit counter",
-            0.60,
-            _rps_ratio(summaries, "ours-redis", "quart-bare", "count"),
-        ),
-        Target(
-            "ours (Redis) / bare Quart, read-only page",
-            0.75,
-            _rps_ratio(summaries, "ours-redis", "quart-bare", "read"),
-        ),
-        Target(
-            "ours (Redis) / quart-session (Redis), visit counter",
-            1.3,
-            _rps_ratio(summaries, "ours-redis", "quart-session-redis", "count"),
-        ),
-        Target(
-            "ours (Redis) / quart-session (Redis), read-only page",
-            1.3,
-            _rps_ratio(summaries, "ours-redis", "quart-session-redis", "read"),
-        ),
+def goals_table(summaries: dict[Key, Summary], servers: Sequence[str]) -> list[str]:
+    lines = [
+        "| goal | wanted | " + " | ".join(servers) + " |",
+        "|---|---:|" + "---:|" * len(servers),
     ]
+    for goal in GOALS:
+        cells = " | ".join(goal.verdict(summaries, server) for server in servers)
+        lines.append(f"| {goal.text} | ≥ {goal.wanted:.2f}× | {cells} |")
+    return [*lines, ""]
 
 
 def _number(value: float | None, digits: int = 2) -> str:
     return "–" if value is None else f"{value:,.{digits}f}"
 
 
-def _per_command(counts: dict[str, float]) -> str:
+def _calls(counts: dict[str, float], usec: dict[str, float]) -> str:
     # Connection set-up (HELLO, CLIENT SETINFO) happens once per pooled connection.
-    return ", ".join(
-        f"{name.upper()} {calls:.2f}" for name, calls in counts.items() if calls >= 0.005
-    )
+    parts = []
+    for name, calls in counts.items():
+        if calls < 0.005:
+            continue
+        cost = f" × {usec[name]:.1f} µs" if name in usec else ""
+        parts.append(f"{name.upper()} {calls:.2f}{cost}")
+    return ", ".join(parts)
 
 
 def _traffic(row: Summary) -> str:
     if row.round_trips is None:
-        return _per_command(row.breakdown) or "–"
-    text = _per_command(row.round_trips) or "–"
+        return _calls(row.breakdown, row.usec_per_call) or "–"
+    text = _calls(row.round_trips, row.usec_per_call) or "–"
     if row.in_scripts:
-        text += f" (inside: {_per_command(row.in_scripts)})"
+        text += f" (inside: {_calls(row.in_scripts, row.usec_per_call)})"
     return text
 
 
@@ -138,44 +176,42 @@ def _spread(row: Summary) -> str:
     return f" ({low:,.0f}–{high:,.0f})" if row.runs > 1 else ""
 
 
-def _times(value: float | None) -> str:
-    return "–" if value is None else f"{value:.2f}×"
+def _signed(value: float | None) -> str:
+    return "–" if value is None else f"{value:+,.0f}"
 
 
-def results_table(summaries: dict[tuple[str, str], Summary], stacks: Sequence[str]) -> list[str]:
+def results_table(summaries: dict[Key, Summary], server: str, stacks: Sequence[str]) -> list[str]:
     lines = []
     for page in PAGES:
-        rows = [summaries[(name, page)] for name in stacks if (name, page) in summaries]
+        rows = [
+            summaries[(server, name, page)] for name in stacks if (server, name, page) in summaries
+        ]
         if not rows:
             continue
         lines += [
-            f"### /{page}: {PAGE_TITLES[page]}",
+            f"#### /{page}: {PAGE_TITLES[page]}",
             "",
-            "| stack | req/s (min–max) | p50 ms | p99 ms | × own bare | Redis round trips/req "
-            "| Redis cmds/req | round trips (and commands inside scripts) |",
-            "|---|---:|---:|---:|---:|---:|---:|---|",
+            "| stack | req/s (min–max) | p50 ms | p99 ms | × own bare | server CPU µs/req "
+            "| vs bare µs/req | wrk CPU µs/req | Redis CPU µs/req | Redis round trips/req "
+            "| Redis cmds/req | round trips × µs per call in Redis (commands inside scripts) |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
         ]
         for row in rows:
             lines.append(
                 f"| {STACKS[row.stack].description} (`{row.stack}`) | {row.rps:,.0f}{_spread(row)} "
                 f"| {row.p50_ms:.2f} | {row.p99_ms:.2f} | {_number(row.ratio)} "
+                f"| {_number(row.server_us, 0)} | {_signed(row.bare_cpu_delta_us)} "
+                f"| {_number(row.client_us, 0)} | {_number(row.redis_us, 0)} "
                 f"| {_number(sum(row.round_trips.values()) if row.round_trips else None)} "
                 f"| {_number(row.commands_per_request)} | {_traffic(row)} |"
             )
         lines.append("")
     notes = [
-        f"- `{row.stack}` /{row.page} {note}" for row in summaries.values() for note in row.notes
+        f"- `{row.stack}` /{row.page} {note}"
+        for row in summaries.values()
+        if row.server == server
+        for note in row.notes
     ]
     if notes:
         lines += ["Problems seen during the runs:", "", *notes, ""]
     return lines
-
-
-def targets_table(summaries: dict[tuple[str, str], Summary]) -> list[str]:
-    lines = ["| target | wanted | measured | verdict |", "|---|---:|---:|---|"]
-    for target in targets(summaries):
-        lines.append(
-            f"| {target.text} | ≥ {target.wanted:.2f}× | {_times(target.measured)} "
-            f"| {target.verdict} |"
-        )
-    return [*lines, ""]

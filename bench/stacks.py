@@ -39,6 +39,12 @@ STACKS: dict[str, Stack] = {
     for stack in (
         Stack("quart-bare", "quart", "Quart, no sessions", "bench.apps.bare:app", sessions=False),
         Stack(
+            "floor",
+            "quart",
+            "floor probe: minimal SessionInterface, dict",
+            "bench.apps.floor:app",
+        ),
+        Stack(
             "ours-memory",
             "quart",
             "ours, MemoryStore",
@@ -77,6 +83,12 @@ STACKS: dict[str, Stack] = {
         ),
     )
 }
+
+# Measured whenever a stack of their framework is: every ratio and goal is taken to them.
+REFERENCES = {"quart": ("quart-bare", "floor"), "express": ("express-bare",)}
+
+# The ASGI servers, in report order: granian (what deploy/ runs) is the headline.
+SERVERS = ("granian", "uvicorn", "hypercorn")
 
 # The project's own site (app.py create_app() with the auth blueprint), for the login scenario.
 SITE = Stack(

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from quart import Quart, session
+from quart import Quart
 
-from bench.apps.settings import FILE_DIR, PREFIX, SECRET, STORE, body, require_redis_url
+from bench.apps.settings import FILE_DIR, PREFIX, SECRET, STORE, add_pages, require_redis_url
 from sessions import FileStore, MemoryStore, RedisStore, Sessions, Store
 
 
@@ -27,13 +27,4 @@ Sessions(
     app, secret=SECRET, store=make_store(), resave=False, rolling=False, save_uninitialized=False
 )
 
-
-@app.get("/count")
-async def count() -> str:
-    session["views"] = session.get("views", 0) + 1
-    return body(session["views"])
-
-
-@app.get("/read")
-async def read() -> str:
-    return body(session.get("views", 0))
+add_pages(app)

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from quart import Quart, session
+from quart import Quart
 from quart_session import Session
 
-from bench.apps.settings import PREFIX, SECRET, body, require_redis_url
+from bench.apps.settings import PREFIX, SECRET, add_pages, require_redis_url
 
 app = Quart(__name__)
 app.secret_key = SECRET
@@ -16,13 +16,4 @@ app.config.update(
 )
 Session(app)
 
-
-@app.get("/count")
-async def count() -> str:
-    session["views"] = session.get("views", 0) + 1
-    return body(session["views"])
-
-
-@app.get("/read")
-async def read() -> str:
-    return body(session.get("views", 0))
+add_pages(app)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 
+from quart import Quart, session
+
 SECRET = os.environ.get("BENCH_SECRET", "bench-secret-not-for-production")
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "")
 PREFIX = os.environ.get("BENCH_PREFIX", "bench:sess:")
@@ -19,3 +21,16 @@ def require_redis_url() -> str:
 
 def body(views: int) -> str:
     return f"views={views}"
+
+
+def add_pages(app: Quart) -> None:
+    """The two pages every session stack serves, the same way: /count writes, /read only reads."""
+
+    @app.get("/count")
+    async def count() -> str:
+        session["views"] = session.get("views", 0) + 1
+        return body(session["views"])
+
+    @app.get("/read")
+    async def read() -> str:
+        return body(session.get("views", 0))
