@@ -312,7 +312,8 @@ def pieces(loop: asyncio.AbstractEventLoop, app: Any, cookie: str) -> list[Piece
         data = parsed.data
         changed = {**data, "views": int(data.get("views", 0)) + 1}
         cookie_text = dump_json(stored_cookie.to_json())
-        change = change_between(raw, cookie_text, parsed.owner, changed)
+        before = dump_json(data)
+        change = change_between(before, parsed.owner, cookie_text, parsed.owner, changed)
         rules = rules_class(resave=False, rolling=False, save_uninitialized=False)
         facts = facts_class(status=200, saved=True, had_cookie=True, renewed=True)
         expires = now_ms() + 86_400_000
@@ -338,7 +339,7 @@ def pieces(loop: asyncio.AbstractEventLoop, app: Any, cookie: str) -> list[Piece
         Piece("decision.decide", lambda: decide(rules, facts), False, code_of(decide)),
         Piece(
             "record.change_between",
-            lambda: change_between(raw, cookie_text, parsed.owner, changed),
+            lambda: change_between(before, parsed.owner, cookie_text, parsed.owner, changed),
             False,
             code_of(change_between),
         ),

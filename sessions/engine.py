@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 __all__ = ["SessionEngine"]
 
 logger = logging.getLogger("sessions")
+_ROUTE_CACHE = 4096
 AnyResponse = Any  # Quart's or Werkzeug's Response; None for a websocket
 
 
@@ -44,7 +45,9 @@ class SessionEngine(SessionInterface):
         self.store = store
         self.permanent_lifetime = policy.permanent_lifetime
         self._skipped = SkippedSession()
-        self._skips: dict[str | None, bool] = {}  # per endpoint; views can be added after start-up
+        # Options under which an untouched loaded session never needs a store action or cookie.
+        self._quiet = not (policy.rolling or policy.resave)
+        self._route_skips: dict[tuple[type, str, str, str], bool] = {}
 
     async def open_session(self, app: Quart, request: BaseRequestWebsocket) -> Session | None:
         policy = self.policy
@@ -87,6 +90,12 @@ class SessionEngine(SessionInterface):
                 response.headers.setdefault("Retry-After", str(self.policy.retry_after))
             return
         data_json = dump_data(session)
+        if self._quiet and state.untouched(data_json):
+            # The most common request: decide() says nothing to store, no cookie (the decision
+            # tests hold this shortcut to it). Only the Vary header remains.
+            if response is not None:
+                _vary_on_cookie(response)
+            return
         if state.is_new() and self._skipped_route(app, state.request):
             if state.is_modified(data_json):
                 raise RuntimeError(SkippedSession.reason)
@@ -139,19 +148,24 @@ class SessionEngine(SessionInterface):
 
     def _skipped_route(self, app: Quart, request: BaseRequestWebsocket) -> bool:
         """Whether the request's route uses no session (static, 404s, @skip_session, skip=)."""
+        # Quart opens the session before it matches the URL; matching costs about 5 µs, so the
+        # answer is remembered per method, host and path (bounded; routes are fixed once serving).
+        key = (type(request), request.method, request.host, request.path)
+        skips = self._route_skips.get(key)
+        if skips is not None:
+            return skips
         if request.url_rule is None and request.routing_exception is None:
-            # Quart opens the session before it matches the URL: match it now (a few µs),
-            # only for requests that would otherwise cost a store read.
             context = request_ctx._get_current_object() if has_request_context() else None  # type: ignore[attr-defined]
             if context is None and has_websocket_context():
                 context = websocket_ctx._get_current_object()  # type: ignore[attr-defined]
             if context is not None and context.request_websocket is request:
                 context.match_request()
         endpoint = request.endpoint
-        skips = self._skips.get(endpoint)
-        if skips is None:
-            view = app.view_functions.get(endpoint) if endpoint else None
-            skips = self._skips[endpoint] = self.policy.skips(endpoint, view)
+        view = app.view_functions.get(endpoint) if endpoint else None
+        skips = self.policy.skips(endpoint, view)
+        if len(self._route_skips) >= _ROUTE_CACHE:
+            self._route_skips.clear()
+        self._route_skips[key] = skips
         return skips
 
     def _parse(self, raw: bytes, sid: str) -> tuple[Cookie, str | None, dict[str, Any]] | None:
@@ -193,21 +207,23 @@ class SessionEngine(SessionInterface):
         renewal = self.store.renewal(at, self.policy.anonymous_ttl)
         if renewal is not None:
             return renewal
-        deadline = self._deadline(state, self._record(state, data_json), at) or at
+        deadline = self._deadline(state, self._record(state, data_json)[0], at) or at
         return Renewal(at, deadline - at, deadline - at)
 
-    def _record(self, state: SessionState, data_json: str) -> bytes:
+    def _record(self, state: SessionState, data_json: str) -> tuple[bytes, str]:
+        """The record's bytes and its cookie's JSON text."""
         session = state.session
         for key in RESERVED:
             if key in session:
                 raise KeyError(f"session[{key!r}] is reserved for the stored record")
-        record = dump_record(session.cookie.to_json_text(), session.owner, data_json)
+        cookie_text = session.cookie.to_json_text()
+        record = dump_record(cookie_text, session.owner, data_json)
         if len(record) > self.policy.max_size:
             raise SessionTooLarge(
                 f"session {session.id[:6]}… is {len(record)} bytes serialized, over max_size="
                 f"{self.policy.max_size}; keep large data elsewhere and store a reference"
             )
-        return record
+        return record, cookie_text
 
     def _deadline(self, state: SessionState, record: bytes, at: int) -> int | None:
         session = state.session
@@ -224,7 +240,7 @@ class SessionEngine(SessionInterface):
         session = state.session
         if state.gone:
             return False
-        record = self._record(state, data_json)
+        record, cookie_text = self._record(state, data_json)
         at = now_ms()
         expires = self._deadline(state, record, at)
         if expires is not None and expires <= at:
@@ -235,8 +251,8 @@ class SessionEngine(SessionInterface):
             await self.store.write(session.id, record, expires)
             raw: bytes | None = record
         else:
-            cookie_text = session.cookie.to_json_text()
-            change = change_between(state.stored, cookie_text, session.owner, session)
+            _, before_data, before_owner, _ = state.stored_as or (None, "{}", None, None)
+            change = change_between(before_data, before_owner, cookie_text, session.owner, session)
             # A store that merges in this process may take `record` when nothing changed underneath.
             change = change._replace(base=state.stored, result=record)
             raw = await self.store.apply(session.id, change, expires)

@@ -13,7 +13,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from .serialization import dump_json, load_json, raw_decode
+from .serialization import dump_json, encode_json, load_json, raw_decode
+
+_encode = encode_json
 
 __all__ = [
     "OWNER_KEY",
@@ -28,6 +30,7 @@ __all__ = [
 ]
 
 OWNER_KEY = "_owner"
+_SCALARS = (str, int, bool, type(None))  # not float: -0.0 == 0.0, yet JSON tells them apart
 RESERVED = ("cookie", OWNER_KEY)
 _SPACE = re.compile(r"[ \t\n\r]*")
 _scan_string: Callable[[str, int], tuple[str, int]] = json.decoder.scanstring  # type: ignore[attr-defined]
@@ -138,21 +141,31 @@ def merge_record(current: bytes, change: Change) -> bytes:
 
 
 def change_between(
-    base: bytes, cookie_text: str, owner: str | None, data: Mapping[str, Any]
+    before_data: str,
+    before_owner: str | None,
+    cookie_text: str,
+    owner: str | None,
+    data: Mapping[str, Any],
 ) -> Change:
-    """What turns the record `base` into (cookie, owner, data): the keys set and the keys deleted."""
-    parsed = parse_record(base)
-    before = parsed.data if parsed is not None else {}
+    """What turns a record whose data was `before_data` (JSON text) into (cookie, owner, data)."""
+    before = load_json(before_data)
     assign: list[tuple[str, str]] = []
     remove = {key for key in before if key not in data}
-    if parsed is None or owner != parsed.owner:
+    if owner != before_owner:
         if owner is None:
             remove.add(OWNER_KEY)
         else:
             assign.append((OWNER_KEY, dump_json(owner)))
     for key, value in data.items():
-        text = dump_json(value, where=f"session[{key!r}]")
-        # Compare normalised texts: a value Node wrote (1e21, say) equals ours though spelled differently.
-        if key not in before or dump_json(before[key]) != text:
+        if key in before:
+            was = before[key]
+            # The same scalar of the same type is the same JSON (1, 1.0 and True are not).
+            if type(was) is type(value) and type(value) in _SCALARS and was == value:
+                continue
+        try:
+            text = _encode(value)
+        except (TypeError, ValueError):
+            text = dump_json(value, where=f"session[{key!r}]")  # raises, naming the path
+        if key not in before or _encode(before[key]) != text:
             assign.append((key, text))
     return Change(cookie_text, tuple(assign), frozenset(remove))

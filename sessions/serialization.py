@@ -7,9 +7,11 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["dump_data", "dump_json", "load_json", "raw_decode"]
+__all__ = ["dump_data", "dump_json", "encode_json", "load_json", "raw_decode"]
 
 _encoder = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+#: Compact JSON without the error explanation (TypeError/ValueError as json raises them).
+encode_json = _encoder.encode
 _JSON_SCALARS = (str, int, float, bool, type(None))
 
 

@@ -144,6 +144,15 @@ class SessionState:
     def is_modified(self, data_json: str) -> bool:
         return self.forced or self.snapshot(data_json)[:3] != self.original[:3]
 
+    def untouched(self, data_json: str) -> bool:
+        """Loaded, renewed by its read, and left exactly as it was: decide() has nothing to do."""
+        return (
+            self.renewed
+            and self.cookie_id == self.session.id
+            and not (self.forced or self.destroyed or self.unset or self.written or self.resign)
+            and self.stored_as == self.snapshot(data_json)
+        )
+
     def permanent_lifetime(self) -> timedelta:
         return self.engine.permanent_lifetime
 

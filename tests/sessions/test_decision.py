@@ -7,6 +7,8 @@ No store and no app: `decide` is a pure function.
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from sessions.decision import CookieAction, Decision, Facts, Rules, StoreAction, decide
 
@@ -25,7 +27,9 @@ LOADED = Facts(new=False, saved=True, had_cookie=True)
 
 def _replace(facts: Facts, **changes: object) -> Facts:
     return facts._replace(**changes)
-  # a session read from the store, untouched
+
+
+# a session read from the store, untouched
 LOADED_RENEWED = _replace(LOADED, renewed=True)  # ... whose read already slid its expiry
 
 
@@ -114,3 +118,30 @@ def test_every_store_action_and_cookie_action_appears_in_the_table() -> None:
     decisions = [row[3] for row in ROWS]
     assert {d.store for d in decisions} == set(StoreAction)
     assert {d.cookie for d in decisions} == set(CookieAction)
+
+
+@given(
+    status=st.sampled_from([None, 200, 302, 404, 500]),
+    has_expiry=st.booleans(),
+    sendable=st.booleans(),
+    can_renew=st.booleans(),
+    save_uninitialized=st.booleans(),
+    unset_destroys=st.booleans(),
+)
+def test_the_engines_shortcut_for_an_untouched_session_is_what_decide_says(
+    status: int | None,
+    has_expiry: bool,
+    sendable: bool,
+    can_renew: bool,
+    save_uninitialized: bool,
+    unset_destroys: bool,
+) -> None:
+    """SessionState.untouched() lets the engine skip decide(): loaded, renewed by its read, not
+    new, not forced, destroyed, unset, written or re-signed, stored exactly as it is; neither
+    rolling nor resave. For every such request decide() must say: nothing, no cookie."""
+    rules = Rules(save_uninitialized=save_uninitialized, unset_destroys=unset_destroys)
+    facts = Facts(
+        status=status, new=False, modified=False, saved=True, had_cookie=True, renewed=True,
+        has_expiry=has_expiry, sendable=sendable, can_renew=can_renew,
+    )  # fmt: skip
+    assert decide(rules, facts) == Decision()

@@ -50,9 +50,9 @@ def test_a_merge_keeps_untouched_bytes_replaces_set_keys_and_appends_new_ones() 
 
 
 def test_the_change_between_two_states_is_the_keys_set_and_deleted() -> None:
-    base = b'{"cookie":{},"_owner":"user:1","same":[1,2],"changed":1,"gone":true,"big":1e21}'
+    base = '{"same":[1,2],"changed":1,"gone":true,"big":1e21}'
     change = change_between(
-        base, COOKIE, None, {"same": [1, 2], "changed": 2, "big": 1e21, "new": "é"}
+        base, "user:1", COOKIE, None, {"same": [1, 2], "changed": 2, "big": 1e21, "new": "é"}
     )
     assert change.cookie == COOKIE
     assert dict(change.assign) == {"changed": "2", "new": '"é"'}  # 1e21 is the same number
@@ -72,8 +72,9 @@ json_data = st.dictionaries(
 def test_merging_the_change_into_the_base_gives_the_new_state(
     before: dict[str, object], after: dict[str, object]
 ) -> None:
-    base = dump_record(COOKIE, None, json.dumps(before, separators=(",", ":"), ensure_ascii=False))
-    merged = merge_record(base, change_between(base, COOKIE, None, after))
+    before_text = json.dumps(before, separators=(",", ":"), ensure_ascii=False)
+    base = dump_record(COOKIE, None, before_text)
+    merged = merge_record(base, change_between(before_text, None, COOKIE, None, after))
     parsed = parse_record(merged)
     assert parsed is not None and parsed.data == after
 
@@ -87,7 +88,8 @@ def test_a_merge_on_top_of_another_writers_record_keeps_their_keys_unless_ours_c
             COOKIE, None, json.dumps(data, separators=(",", ":"), ensure_ascii=False)
         )
 
-    change = change_between(text(before), COOKIE, None, ours)
+    before_text = json.dumps(before, separators=(",", ":"), ensure_ascii=False)
+    change = change_between(before_text, None, COOKIE, None, ours)
     merged = parse_record(merge_record(text(theirs), change))
     assert merged is not None
     for key, value in merged.data.items():

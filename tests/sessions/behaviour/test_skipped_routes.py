@@ -85,7 +85,10 @@ async def test_a_skipped_view_sees_an_empty_session_and_writing_to_it_is_a_clear
     browser = Browser(app.test_client(use_cookies=False))
     await browser.get("/count")
     assert await (await browser.get("/health")).get_json() == {"data": {}, "views": None}
-    for client in (browser, Browser(app.test_client(use_cookies=False))):  # with and without a cookie
+    for client in (
+        browser,
+        Browser(app.test_client(use_cookies=False)),
+    ):  # with and without a cookie
         caplog.clear()
         response = await client.get("/health/write")
         assert response.status_code == 500
