@@ -29,6 +29,7 @@ from .auth.support import (
     Site,
     SiteFactory,
     database_for,
+    read_only,
     site_settings,
     start_site,
 )
@@ -143,6 +144,34 @@ async def test_healthz_reports_a_reachable_store(site: Site) -> None:
     assert response.status_code == 200
     assert await response.get_json() == {"status": "ok", "store": True, "accounts": True}
     assert "Set-Cookie" not in response.headers
+
+
+async def test_healthz_reports_a_database_that_refuses_writes(
+    tmp_path: Path, private_postgres: PostgresServer
+) -> None:
+    """Sessions and accounts in one PostgreSQL that turns read-only: both are reported, and the
+    counter page is a 503 rather than a count that is not kept."""
+    settings = site_settings(
+        "postgres", tmp_path / "instance", "demo:", database_url=private_postgres.url
+    )
+    async with AsyncExitStack() as stack:
+        site = await start_site(stack, "postgres", settings)
+        browser = site.browser()
+        assert await browser.visits() == 1
+        read_only(private_postgres, True)
+        try:
+            health = await browser.get("/healthz")
+            assert health.status_code == 503
+            assert await health.get_json() == {
+                "status": "degraded",
+                "store": False,
+                "accounts": False,
+            }
+            assert (await browser.get("/")).status_code == 503
+        finally:
+            read_only(private_postgres, False)
+        assert (await browser.get("/healthz")).status_code == 200
+        assert await browser.visits() == 2
 
 
 async def test_unknown_pages_get_a_plain_404(site: Site) -> None:

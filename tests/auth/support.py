@@ -18,6 +18,7 @@ from quart.wrappers import Response
 
 from app import create_app
 from auth import Auth
+from deploy.postgres_server import PostgresServer, psql
 
 COOKIE = "connect.sid"
 PASSWORD = "correct horse battery"
@@ -195,6 +196,13 @@ def site_settings(
         settings["AUTH_KEY_PREFIX"] = f"{prefix}auth:"
     settings.update(config)
     return settings
+
+
+def read_only(server: PostgresServer, on: bool) -> None:
+    """Every transaction of a private PostgreSQL read-only (or not), on open connections too."""
+    value = "on" if on else "off"
+    psql(server.url, f"ALTER SYSTEM SET default_transaction_read_only = {value}")
+    psql(server.url, "SELECT pg_reload_conf()")
 
 
 async def start_site(stack: AsyncExitStack, backend: str, settings: dict[str, Any]) -> Site:

@@ -26,10 +26,9 @@ from auth.postgres import connect, table_name
 from deploy.postgres_server import PostgresServer, psql
 from sessions import PostgresStore, RedisStore
 
-from .support import Site, site_settings, start_site
+from .support import Site, read_only, site_settings, start_site
 
 N = 50
-NAMES = ("users", "throttle")
 
 
 @pytest.fixture
@@ -309,13 +308,6 @@ async def test_sessions_and_accounts_share_the_sessions_pool(
         " AND pid <> pg_backend_pid()",
     )
     assert connections.split("\n") == ["sessions.PostgresStore"]
-
-
-def read_only(server: PostgresServer, on: bool) -> None:
-    """Every transaction of the server read-only (or not), for connections already open too."""
-    value = "on" if on else "off"
-    psql(server.url, f"ALTER SYSTEM SET default_transaction_read_only = {value}")
-    psql(server.url, "SELECT pg_reload_conf()")
 
 
 @pytest.fixture
