@@ -1,5 +1,6 @@
 # The app image: the demo site served by an ASGI server with several worker processes.
-# Built by docker-compose.yml; nginx (a separate service) sits in front of the replicas.
+# Built by docker-compose.yml (Redis) or docker-compose.postgres.yml (PostgreSQL); nginx (a
+# separate service) sits in front of the replicas.
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -21,7 +22,7 @@ COPY templates ./templates
 COPY static ./static
 
 # Never run the web server as root. The app creates its instance folder at start-up (empty
-# with Redis and SECRET_KEY set), so that one folder is the user's.
+# with Redis or PostgreSQL and SECRET_KEY set), so that one folder is the user's.
 RUN useradd --system --no-create-home --uid 10001 web \
     && mkdir -p /srv/instance && chown web /srv/instance
 USER web

@@ -3,10 +3,17 @@
 The counter page also shows the visitor's session: its short id, the store and where it lives,
 the cookie, the record as stored, and the workers that served it lately.
 
-Run it with ``python app.py`` (http://127.0.0.1:5000; ``HOST``/``PORT`` override).  Without
-``REDIS_URL`` sessions, users and throttle counters live in files in the instance folder; with
-``REDIS_URL`` everything lives in Redis.  For an ASGI server use ``app:app``, e.g.
-``hypercorn app:app``.
+Run it with ``python app.py`` (http://127.0.0.1:5000; ``HOST``/``PORT`` override).  Where
+sessions, users and throttle counters live:
+
+- neither ``REDIS_URL`` nor ``DATABASE_URL``: files in the instance folder;
+- ``REDIS_URL``: everything in Redis;
+- ``DATABASE_URL=postgresql://…``: everything in PostgreSQL (tables ``session``, connect-pg-simple's,
+  ``auth_users`` and ``auth_throttle``), on one pool;
+- both: sessions in Redis, users and throttle counters in PostgreSQL (durable, never evicted).
+
+``AUTH_REDIS_URL`` or ``AUTH_DATABASE_URL`` put users and counters elsewhere.  For an ASGI
+server use ``app:app``, e.g. ``hypercorn app:app``.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from quart import Quart, Response, abort, get_flashed_messages, render_template, request, url_for
 from werkzeug.exceptions import HTTPException
@@ -36,6 +44,7 @@ from sessions import (
 )
 from sessions import (
     FileStore,
+    PostgresStore,
     RedisStore,
     Session,
     Sessions,
@@ -79,10 +88,11 @@ def create_app(config: Mapping[str, Any] | None = None) -> Quart:
     """Build the demo app; ``config`` overrides the environment.
 
     Keys read: ``SECRET_KEY``, ``REDIS_URL``, ``REDIS_PREFIX`` (default ``"demo:"``),
-    ``AUTH_REDIS_URL`` (users and throttle counters; default: ``REDIS_URL``), ``TRUSTED_HOSTS``,
+    ``DATABASE_URL`` (PostgreSQL), ``AUTH_REDIS_URL`` / ``AUTH_DATABASE_URL`` (users and
+    throttle counters; default: ``DATABASE_URL``, else ``REDIS_URL``), ``TRUSTED_HOSTS``,
     ``INSTANCE_PATH``, and any Quart, ``SESSION_*`` or ``AUTH_*`` key.  Example::
 
-        app = create_app({"REDIS_URL": "redis://127.0.0.1:6379/0"})
+        app = create_app({"DATABASE_URL": "postgresql://demo@127.0.0.1/demo"})
     """
     config = dict(config or {})
     instance_path = config.pop("INSTANCE_PATH", None) or os.environ.get("INSTANCE_PATH")
@@ -103,7 +113,15 @@ def create_app(config: Mapping[str, Any] | None = None) -> Quart:
         # of cookieless visits cannot keep millions of records alive (signed-in ones keep 24 h).
         SESSION_ANONYMOUS_TTL=30 * 60,
     )
-    for key in ("SECRET_KEY", "REDIS_URL", "REDIS_PREFIX", "AUTH_REDIS_URL", "TRUSTED_HOSTS"):
+    for key in (
+        "SECRET_KEY",
+        "REDIS_URL",
+        "REDIS_PREFIX",
+        "DATABASE_URL",
+        "AUTH_REDIS_URL",
+        "AUTH_DATABASE_URL",
+        "TRUSTED_HOSTS",
+    ):
         if os.environ.get(key):
             app.config[key] = os.environ[key]
     app.config.update(config)
@@ -152,11 +170,22 @@ def _refuse_untrusted_hosts(app: Quart) -> None:
 
 
 def _session_store(app: Quart) -> Store:
-    redis_url = app.config.get("REDIS_URL")
+    """Sessions in Redis (``REDIS_URL``), else PostgreSQL (``DATABASE_URL``), else files.
+
+    With both URLs the users and throttle counters go to PostgreSQL (unless ``AUTH_*_URL``
+    says otherwise): an account must outlive any memory bound the sessions' Redis has.
+    """
+    redis_url, database_url = app.config.get("REDIS_URL"), app.config.get("DATABASE_URL")
     if redis_url:
         prefix = str(app.config.get("REDIS_PREFIX") or "demo:")
         app.config.setdefault("AUTH_KEY_PREFIX", f"{prefix}auth:")
+        if database_url and not (
+            app.config.get("AUTH_REDIS_URL") or app.config.get("AUTH_DATABASE_URL")
+        ):
+            app.config["AUTH_DATABASE_URL"] = database_url
         return RedisStore.from_url(redis_url, prefix=f"{prefix}sess:")
+    if database_url:
+        return PostgresStore.from_url(database_url)
     return FileStore(Path(app.instance_path) / "sessions")
 
 
@@ -192,7 +221,8 @@ def _register_pages(app: Quart, auth: Auth, cookie_name: str) -> None:
         visits = int(session.get("visits", 0)) + 1
         session["visits"] = visits
         session[WORKERS_KEY] = worker_history(session.get(WORKERS_KEY), SERVED_BY)
-        panel = _session_panel(app.extensions["sessions"].store, cookie_name)
+        store = app.extensions["sessions"].store
+        panel = _session_panel(store, cookie_name, app.config.get("DATABASE_URL"))
         return await render_template("index.html", visits=visits, panel=panel)
 
     @app.get("/healthz")
@@ -284,8 +314,11 @@ class SessionPanel:
     workers: list[str]
 
 
-def _session_panel(store: Store, cookie_name: str) -> SessionPanel:
-    """The panel of this request's session; call it last in the view, after every change."""
+def _session_panel(store: Store, cookie_name: str, database_url: str | None) -> SessionPanel:
+    """The panel of this request's session; call it last in the view, after every change.
+
+    ``database_url`` is where a ``PostgresStore`` connects (its pool does not say).
+    """
     # The page itself changes the session while it renders (the flashed messages are taken out,
     # the logout form needs a CSRF token): do it now, so the record shown is the one stored.
     get_flashed_messages()
@@ -294,7 +327,7 @@ def _session_panel(store: Store, cookie_name: str) -> SessionPanel:
     # The expiry slides when the session is saved, milliseconds from now; slide it here already.
     session.touch()
     cookie = session.cookie
-    kind, location, key = _store_location(store, session)
+    kind, location, key = _store_location(store, session, database_url)
     return SessionPanel(
         short_id=session.id[:8],
         store=kind,
@@ -328,7 +361,9 @@ def _shown(record: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _store_location(store: Store, current: Session) -> tuple[str, str, str | None]:
+def _store_location(
+    store: Store, current: Session, database_url: str | None
+) -> tuple[str, str, str | None]:
     """The store's kind, where it keeps records (never a password), and this session's key."""
     short = current.id[:8]
     if isinstance(store, RedisStore):
@@ -341,7 +376,30 @@ def _store_location(store: Store, current: Session) -> tuple[str, str, str | Non
         return "RedisStore", f"{where}/{options.get('db', 0)}", f"{store.prefix}{short}…"
     if isinstance(store, FileStore):
         return "FileStore", str(store.path), f"{short}….json"
+    if isinstance(store, PostgresStore):
+        where = _database_location(database_url) if database_url else ""
+        return "PostgresStore", where, f"{store.sql.name} row {short}…"
     return type(store).__name__, "", None
+
+
+def _database_location(url: str) -> str:
+    """``host:port/dbname`` of a libpq URL, without the user or password.
+
+    ``_database_location("postgresql://app:pw@db:5433/shop") == "db:5433/shop"``; a unix
+    socket (``postgresql:///shop?host=/run/postgresql``) is ``unix:/run/postgresql/shop``.
+    """
+    parts = urlsplit(url)
+    query = parse_qs(parts.query)
+    hosts = unquote(parts.netloc.rpartition("@")[2]) or query.get("host", [""])[0]
+    user = unquote(parts.netloc.rpartition("@")[0].partition(":")[0])
+    database = unquote(parts.path.lstrip("/")) or query.get("dbname", [user or "postgres"])[0]
+    if not hosts:
+        return f"(default host)/{database}"
+    if hosts.startswith("/"):
+        return f"unix:{hosts}/{database}"
+    if "," not in hosts and not hosts.rpartition("]")[2].count(":"):
+        hosts += f":{query.get('port', ['5432'])[0]}"
+    return f"{hosts}/{database}"
 
 
 def _same_site_label(same_site: Any) -> str:

@@ -15,10 +15,18 @@ from .flashes import flash
 from .globals import current_user, login_required, login_user, logout_user, signed_in_user
 from .passwords import Passwords, Verified
 from .signins import SessionUser
-from .throttle import Counters, FileCounters, MemoryCounters, RedisCounters, Throttle
+from .throttle import (
+    Counters,
+    FileCounters,
+    MemoryCounters,
+    PostgresCounters,
+    RedisCounters,
+    Throttle,
+)
 from .users import (
     AnonymousUser,
     FileUserStore,
+    PostgresUserStore,
     RedisUserStore,
     User,
     UsernameTaken,
@@ -40,6 +48,8 @@ __all__ = [
     "FileUserStore",
     "MemoryCounters",
     "Passwords",
+    "PostgresCounters",
+    "PostgresUserStore",
     "RedisCounters",
     "RedisUserStore",
     "SessionUser",

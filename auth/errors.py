@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from asyncpg import PostgresError
 from redis.exceptions import RedisError
 from werkzeug.exceptions import ServiceUnavailable, TooManyRequests
 
@@ -48,8 +49,10 @@ class StaleSignIn(Exception):
 
 
 # What a backend raises when it cannot answer: Redis errors (refused, timeout, OOM, READONLY),
-# file system errors, a file that is not what it should be, and the session store's own.
-_BACKEND_ERRORS = (RedisError, OSError, ValueError, StoreUnavailable)
+# file system errors, a file that is not what it should be, the session store's own (which
+# PostgreSQL's connections raise for a server that cannot serve now), and any other error the
+# database answers with (a table dropped under us, a full disk).
+_BACKEND_ERRORS = (RedisError, OSError, ValueError, StoreUnavailable, PostgresError)
 
 
 @contextmanager

@@ -15,15 +15,24 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
-from sessions import MemoryStore, RedisStore
+from sessions import MemoryStore, PostgresStore, RedisStore
+from sessions.stores.postgres_pool import Connections
 
 from .csrf import CSRF, csrf_token
 from .globals import ANONYMOUS, current_user
 from .passwords import Passwords
+from .postgres import Database, connect, table_name
 from .signins import SignIns
-from .throttle import Counters, FileCounters, MemoryCounters, RedisCounters, Throttle
+from .throttle import (
+    Counters,
+    FileCounters,
+    MemoryCounters,
+    PostgresCounters,
+    RedisCounters,
+    Throttle,
+)
 from .tokens import Tokens
-from .users import FileUserStore, RedisUserStore, UserStore
+from .users import FileUserStore, PostgresUserStore, RedisUserStore, UserStore
 from .views import blueprint
 
 __all__ = ["DEFAULTS", "EVICTING_POLICIES", "Auth"]
@@ -51,6 +60,7 @@ DEFAULTS: dict[str, Any] = {
     "AUTH_URL_PREFIX": "",
     "AUTH_PASSWORD_HASHER": None,
     "AUTH_REDIS_URL": None,
+    "AUTH_DATABASE_URL": None,
 }
 
 RedisBackends = RedisUserStore | RedisCounters
@@ -65,9 +75,17 @@ class Auth:
     Every argument is keyword-only and optional: a missing one comes from ``app.config``
     (``AUTH_*`` keys, see ``DEFAULTS``), and with no config key from the default.  The
     sessions extension must be set up first.  Tokens are signed with the sessions' secrets
-    unless ``secret`` (``AUTH_SECRET``) is given.  Users and throttle counters live in Redis
-    when ``redis_url`` (``AUTH_REDIS_URL``) is given or the sessions do, else in files in the
-    instance folder.  Example::
+    unless ``secret`` (``AUTH_SECRET``) is given.  Users and throttle counters live:
+
+    - in Redis with ``redis_url`` (``AUTH_REDIS_URL``), in PostgreSQL with ``database_url``
+      (``AUTH_DATABASE_URL``; giving both is an error);
+    - else where the sessions live: on a ``RedisStore``'s client, or in a ``PostgresStore``'s
+      database through its pool;
+    - else in files in the instance folder (counters in memory beside a ``MemoryStore``).
+
+    In PostgreSQL they are two tables named after ``key_prefix`` (``AUTH_KEY_PREFIX``): the
+    default ``auth:`` gives ``auth_users`` and ``auth_throttle`` (see ``postgres.table_name``),
+    each created when missing.  Example::
 
         app = Quart(__name__)
         Sessions(app, store=RedisStore.from_url("redis://127.0.0.1:6379/0"))
@@ -96,6 +114,7 @@ class Auth:
         secret: str | bytes | list[str | bytes] | None = None,
         url_prefix: str | None = None,
         redis_url: str | None = None,
+        database_url: str | None = None,
     ) -> None:
         self._options: dict[str, Any] = {
             "AUTH_REMEMBER_DURATION": remember_duration,
@@ -113,11 +132,13 @@ class Auth:
             "AUTH_SECRET": secret,
             "AUTH_URL_PREFIX": url_prefix,
             "AUTH_REDIS_URL": redis_url,
+            "AUTH_DATABASE_URL": database_url,
         }
         self._users = users
         self._counters = counters
         self._hasher = hasher
         self._own_client: Redis | None = None
+        self._own_database: Connections | None = None
         self._exempt: set[Callable[..., Any]] = set()
         if app is not None:
             self.init_app(app)
@@ -147,17 +168,27 @@ class Auth:
         self.tokens = Tokens(keys)
         self.csrf = CSRF(self.tokens)
 
-        client = self._redis(option("AUTH_REDIS_URL"), store)
+        redis_url, database_url = option("AUTH_REDIS_URL"), option("AUTH_DATABASE_URL")
+        if redis_url and database_url:
+            raise ValueError(
+                "auth: give users and throttle counters one home, AUTH_REDIS_URL or "
+                "AUTH_DATABASE_URL, not both"
+            )
+        client = None if database_url else self._redis(redis_url, store)
+        database = None if client is not None else self._database(database_url, store)
         instance = Path(app.instance_path)
         if self._users is None:
-            self._users = (
-                RedisUserStore(client, prefix=prefix)
-                if client is not None
-                else FileUserStore(instance / "users.json")
-            )
+            if client is not None:
+                self._users = RedisUserStore(client, prefix=prefix)
+            elif database is not None:
+                self._users = PostgresUserStore(database, table=table_name(prefix, "users"))
+            else:
+                self._users = FileUserStore(instance / "users.json")
         if self._counters is None:
             if client is not None:
                 self._counters = RedisCounters(client, prefix=f"{prefix}throttle:")
+            elif database is not None:
+                self._counters = PostgresCounters(database, table=table_name(prefix, "throttle"))
             elif isinstance(store, MemoryStore):
                 self._counters = MemoryCounters()
             else:
@@ -227,6 +258,15 @@ class Auth:
             return client
         return None
 
+    def _database(self, url: str | None, store: object) -> Database | None:
+        """The PostgreSQL of users and counters: ``AUTH_DATABASE_URL``'s, else the sessions' pool."""
+        if url:
+            self._own_database = connect(url)
+            return self._own_database
+        if isinstance(store, PostgresStore):
+            return store.connections
+        return None
+
     async def _skip_exempt(self) -> None:
         if request.endpoint == "static":
             g._auth_user = ANONYMOUS
@@ -259,6 +299,8 @@ class Auth:
         self.passwords.close()
         if self._own_client is not None:
             await self._own_client.aclose()
+        if self._own_database is not None:
+            await self._own_database.close()
 
 
 def _policies(info: dict[str, Any]) -> list[str]:

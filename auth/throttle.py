@@ -1,4 +1,4 @@
-"""Failed-login throttling with fixed-window counters in Redis, a file, or memory."""
+"""Failed-login throttling with fixed-window counters in Redis, PostgreSQL, a file, or memory."""
 
 from __future__ import annotations
 
@@ -16,12 +16,21 @@ from contextlib import suppress
 from pathlib import Path
 from typing import TypeVar
 
+import asyncpg
 from redis.asyncio import Redis
 
 from .errors import Throttled, unavailable_as_503
+from .postgres import AuthTable, Database
 from .users import username_key
 
-__all__ = ["Counters", "FileCounters", "MemoryCounters", "RedisCounters", "Throttle"]
+__all__ = [
+    "Counters",
+    "FileCounters",
+    "MemoryCounters",
+    "PostgresCounters",
+    "RedisCounters",
+    "Throttle",
+]
 
 T = TypeVar("T")
 Limits = Sequence[tuple[str, int]]
@@ -208,6 +217,103 @@ class RedisCounters(Counters):
     async def reset(self, key: str) -> None:
         with unavailable_as_503("the throttle counters"):
             await self.client.delete(self.prefix + key)
+
+
+_COUNTERS_TABLE = (
+    "CREATE TABLE {table} (key text PRIMARY KEY, count integer NOT NULL,"
+    " expires timestamptz NOT NULL)",
+    "CREATE INDEX ON {table} (expires)",
+)
+
+
+class PostgresCounters(Counters):
+    """Counters in a PostgreSQL table (``auth_throttle`` by default), created when missing.
+
+    The database's clock times the windows, so every worker and host agrees. An acquire locks
+    its rows (in key order: two acquires never wait on each other in a cycle), checks and counts
+    in one transaction. A row whose window ended, or whose count went back to 0, counts as
+    absent; such rows are deleted in batches by an acquire every ``prune_interval`` seconds.
+    Example::
+
+        counters = PostgresCounters(sessions_store.connections, table="auth_throttle")
+    """
+
+    def __init__(
+        self,
+        database: Database,
+        *,
+        table: str = "auth_throttle",
+        prune_interval: float = 60.0,
+        prune_batch: int = 1000,
+    ) -> None:
+        self.table = AuthTable(database, table, _COUNTERS_TABLE)
+        self.prune_interval = prune_interval
+        self.prune_batch = prune_batch
+        self._next_prune = 0.0
+        t = self.table.sql_name
+        # $1 keys (sorted), $2 the window in ms. Locks each row; restarts an ended window.
+        self._lock = (
+            f"INSERT INTO {t} AS c (key, count, expires)"
+            " SELECT k, 0, now() + $2::bigint * interval '1 millisecond'"
+            " FROM unnest($1::text[]) AS k ORDER BY k"
+            " ON CONFLICT (key) DO UPDATE SET"
+            " count = CASE WHEN c.expires <= now() OR c.count <= 0 THEN 0 ELSE c.count END,"
+            " expires = CASE WHEN c.expires <= now() OR c.count <= 0"
+            " THEN excluded.expires ELSE c.expires END"
+            " RETURNING key, count, extract(epoch FROM expires - now())::float8 AS remaining"
+        )
+        self._count = f"UPDATE {t} SET count = count + 1 WHERE key = ANY ($1::text[])"
+        self._release = (
+            f"UPDATE {t} SET count = count - 1 WHERE key = $1 AND count > 0 AND expires > now()"
+        )
+        self._reset = f"DELETE FROM {t} WHERE key = $1"
+        self._prune = (
+            f"DELETE FROM {t} WHERE key IN (SELECT key FROM {t}"
+            " WHERE expires <= now() OR count <= 0 LIMIT $1 FOR UPDATE SKIP LOCKED)"
+        )
+
+    async def acquire(self, limits: Limits, window: float) -> float:
+        wanted: dict[str, int] = {}
+        for key, limit in limits:
+            wanted[key] = min(limit, wanted.get(key, limit))
+        keys = sorted(wanted)
+        window_ms = math.ceil(window * 1000)
+
+        async def check_and_count(connection: asyncpg.Connection) -> float:
+            async with connection.transaction():
+                rows = await connection.fetch(self._lock, keys, window_ms)
+                wait = max(
+                    (row["remaining"] for row in rows if row["count"] >= wanted[row["key"]]),
+                    default=0.0,
+                )
+                if wait > 0:
+                    return float(wait)
+                await connection.execute(self._count, keys)
+                return 0.0
+
+        with unavailable_as_503("the throttle counters"):
+            wait = await self.table.run(check_and_count)
+            await self._prune_now_and_then()
+        return wait
+
+    async def release(self, key: str) -> None:
+        with unavailable_as_503("the throttle counters"):
+            await self.table.run(lambda c: c.execute(self._release, key))
+
+    async def reset(self, key: str) -> None:
+        with unavailable_as_503("the throttle counters"):
+            await self.table.run(lambda c: c.execute(self._reset, key))
+
+    async def _prune_now_and_then(self) -> None:
+        """Delete the rows that count as absent, a batch at a time, every prune_interval."""
+        now = time.monotonic()
+        if now < self._next_prune:
+            return
+        self._next_prune = now + self.prune_interval
+        while True:
+            status = await self.table.run(lambda c: c.execute(self._prune, self.prune_batch))
+            if int(status.rsplit(" ", 1)[-1]) < self.prune_batch:
+                return
 
 
 class Throttle:

@@ -1,4 +1,4 @@
-"""Where users live: the async ``UserStore`` contract, a Redis store and a JSON-file store."""
+"""Where users live: the async ``UserStore`` contract; Redis, PostgreSQL and JSON-file stores."""
 
 from __future__ import annotations
 
@@ -16,13 +16,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
+import asyncpg
 from redis.asyncio import Redis
 
 from .errors import AuthUnavailable, unavailable_as_503
+from .postgres import AuthTable, Database
 
 __all__ = [
     "AnonymousUser",
     "FileUserStore",
+    "PostgresUserStore",
     "RedisUserStore",
     "User",
     "UserStore",
@@ -243,6 +246,124 @@ class RedisUserStore(UserStore):
         except AuthUnavailable:
             return False
         return True
+
+
+_USERS_TABLE = (
+    # username_key is the case-folded name (Python's casefold, not SQL's lower): its unique
+    # constraint is what makes one of many parallel registrations of a name win.
+    "CREATE TABLE {table} (id text PRIMARY KEY, username text NOT NULL,"
+    " username_key text NOT NULL UNIQUE, password_hash text NOT NULL,"
+    " created timestamptz, generation integer NOT NULL DEFAULT 0)",
+)
+_USER_COLUMNS = "id, username, password_hash, created, generation"
+
+
+class PostgresUserStore(UserStore):
+    """Users in a PostgreSQL table (``auth_users`` by default), created when missing.
+
+    Every operation is one statement: a registration is an ``INSERT … ON CONFLICT DO NOTHING``
+    on the unique case-folded name, a password change an ``UPDATE`` that counts the generation.
+    Example::
+
+        users = PostgresUserStore(auth.postgres.connect("postgresql://app@db/app"))
+        users = PostgresUserStore(sessions_store.connections, table="shop_users")  # one pool
+    """
+
+    def __init__(self, database: Database, *, table: str = "auth_users") -> None:
+        self.table = AuthTable(database, table, _USERS_TABLE)
+        t = self.table.sql_name
+        self._get = f"SELECT {_USER_COLUMNS} FROM {t} WHERE id = $1"
+        self._by_name = f"SELECT {_USER_COLUMNS} FROM {t} WHERE username_key = $1"
+        self._create = (
+            f"INSERT INTO {t} (id, username, username_key, password_hash, created, generation)"
+            " VALUES ($1, $2, $3, $4, $5, 0) ON CONFLICT (username_key) DO NOTHING RETURNING id"
+        )
+        self._set_hash = (
+            f"UPDATE {t} SET password_hash = $2, generation = generation + 1"
+            f" WHERE id = $1 RETURNING {_USER_COLUMNS}"
+        )
+        self._upgrade_hash = (
+            f"UPDATE {t} SET password_hash = $3 WHERE id = $1 AND password_hash = $2"
+            f" RETURNING {_USER_COLUMNS}"
+        )
+        # Readable, and writable: a read-write transaction that is given an id.
+        self._ping = (
+            f"SELECT (SELECT count(*) FROM (SELECT FROM {t} LIMIT 1) AS probe) >= 0"
+            " AND current_setting('transaction_read_only') = 'off'"
+            " AND pg_current_xact_id() IS NOT NULL"
+        )
+
+    async def get(self, user_id: str) -> User | None:
+        if not _storable(user_id):
+            return None
+        return await self._user(self._get, user_id)
+
+    async def by_username(self, username: str) -> User | None:
+        key = username_key(username)
+        if not _storable(key):  # a name no registration accepts: nobody has it
+            return None
+        return await self._user(self._by_name, key)
+
+    async def create(self, username: str, password_hash: str) -> User:
+        user = User(id=self.new_id(), username=username, password_hash=password_hash)
+        created = datetime.fromisoformat(user.created)
+        with unavailable_as_503("the user store"):
+            claimed = await self.table.run(
+                lambda c: c.fetchval(
+                    self._create,
+                    user.id,
+                    username,
+                    username_key(username),
+                    password_hash,
+                    created,
+                )
+            )
+        if claimed is None:
+            raise UsernameTaken(username)
+        return user
+
+    async def set_password_hash(self, user_id: str, password_hash: str) -> User | None:
+        return await self._user(self._set_hash, user_id, password_hash)
+
+    async def upgrade_password_hash(
+        self, user_id: str, old_hash: str, new_hash: str
+    ) -> User | None:
+        return await self._user(self._upgrade_hash, user_id, old_hash, new_hash)
+
+    async def ping(self) -> bool:
+        """The table reads, and the database takes writes (not read-only, not a standby)."""
+        try:
+            with unavailable_as_503("the user store"):
+                return bool(await self.table.run(lambda c: c.fetchval(self._ping)))
+        except AuthUnavailable:
+            return False
+
+    async def _user(self, statement: str, *args: str) -> User | None:
+        with unavailable_as_503("the user store"):
+            row = await self.table.run(lambda c: c.fetchrow(statement, *args))
+        return None if row is None else _user_of(row)
+
+
+def _user_of(row: asyncpg.Record) -> User:
+    created = row["created"]
+    return User(
+        id=row["id"],
+        username=row["username"],
+        password_hash=row["password_hash"],
+        created="" if created is None else created.astimezone(UTC).isoformat(timespec="seconds"),
+        generation=row["generation"],
+    )
+
+
+def _storable(text: str) -> bool:
+    """Whether PostgreSQL's text can hold ``text``: no NUL, no lone surrogate."""
+    if "\x00" in text:
+        return False
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 class FileUserStore(UserStore):

@@ -1,11 +1,16 @@
-"""N app processes behind the system nginx, sharing one Redis: ``python -m deploy.cluster``.
+"""N app processes behind the system nginx, sharing one store: ``python -m deploy.cluster``.
 
-Usage: ``python -m deploy.cluster --workers 3 --port 8080 [--redis-url URL] [--server NAME]``
+Usage: ``python -m deploy.cluster --workers 3 --port 8080 [--redis-url URL]
+[--database-url URL | --postgres] [--server NAME]``
 
 Two private redis-servers unless told otherwise: sessions on one with a memory bound that
 evicts only keys with a TTL (every session has one), users and throttle counters on another
 that never evicts. A flood of anonymous sessions can then push out idle sessions, but never an
 account (issue 14: with allkeys-lru on one shared Redis it evicted user records).
+
+With ``--database-url postgresql://…`` (or ``--postgres``, a private PostgreSQL cluster) the
+workers keep sessions, users and throttle counters in PostgreSQL and no Redis runs; with
+``--redis-url`` as well, sessions go to that Redis and accounts to PostgreSQL.
 """
 
 from __future__ import annotations
@@ -24,8 +29,10 @@ import urllib.request
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from types import FrameType, TracebackType
+from urllib.parse import urlsplit, urlunsplit
 
 from deploy.nginx import LOOPBACK_NAMES, Nginx
+from deploy.postgres_server import PostgresServer, create_database, find_bin_dir
 from deploy.processes import (
     MissingBinary,
     find_binary,
@@ -45,6 +52,10 @@ ROOT = Path(__file__).resolve().parent.parent
 SESSION_EVICTION = "volatile-lru"
 #: The default bound of the private session Redis: about 300,000 sessions of the demo's size.
 SESSION_MEMORY = "128mb"
+#: The database the workers use on a private PostgreSQL (--postgres).
+DEMO_DATABASE = "demo"
+#: What tells the app where sessions and accounts live; the cluster sets these itself.
+STORE_VARIABLES = ("REDIS_URL", "AUTH_REDIS_URL", "DATABASE_URL", "AUTH_DATABASE_URL")
 
 
 def fetch(url: str, timeout: float = 2.0) -> tuple[int, dict[str, str], bytes]:
@@ -185,12 +196,17 @@ class Worker:
 
 
 class Cluster:
-    """Workers + nginx + two private Redis servers (unless redis_url is given), by PID.
+    """Workers + nginx + two private Redis servers (unless a store is given), by PID.
 
     `redis` holds the sessions (bounded by `session_memory`, evicting only keys with a TTL),
     `auth_redis` the users and throttle counters (never evicts); the workers get them as
     REDIS_URL and AUTH_REDIS_URL. With `redis_url` and no `auth_redis_url`, everything lives
     on that one Redis, as the app does by default.
+
+    With `database_url` (a PostgreSQL URL), or `postgres=True` (a private PostgreSQL cluster,
+    `self.postgres`, with a database of its own), the workers get DATABASE_URL and keep
+    sessions, users and throttle counters there; no Redis runs unless `redis_url` is also
+    given, which then holds the sessions (the app's rule: accounts go to the database).
 
     `server_names` are the host names the site answers to besides localhost and 127.0.0.1
     (nginx's server_name and the app's TRUSTED_HOSTS); `unlimited_addresses` are exempt from
@@ -214,21 +230,30 @@ class Cluster:
         env: Mapping[str, str] | None = None,
         *,
         auth_redis_url: str | None = None,
+        database_url: str | None = None,
+        postgres: bool = False,
         session_memory: str = SESSION_MEMORY,
         server_names: Iterable[str] = (),
         unlimited_addresses: Iterable[str] = (),
     ) -> None:
         if workers < 1:
             raise ValueError("workers must be at least 1")
+        if postgres and database_url:
+            raise ValueError("--postgres starts a database, --database-url names one: not both")
         check_installed(server)
         # Fail before starting anything when a system program is missing.
         find_binary("nginx", "/usr/sbin/nginx")
-        if redis_url is None:
+        self.private_redis = redis_url is None and not (database_url or postgres)
+        if self.private_redis:
             find_binary("redis-server")
+        if postgres:
+            find_bin_dir()
         self.worker_count = workers
         self.port = port or free_port()
         self.redis_url = redis_url
         self.auth_redis_url = auth_redis_url
+        self.database_url = database_url
+        self.private_postgres = postgres
         self.session_memory = session_memory
         self.server_names = tuple(dict.fromkeys([*LOOPBACK_NAMES, *server_names]))
         self.unlimited_addresses = tuple(unlimited_addresses)
@@ -240,6 +265,7 @@ class Cluster:
         self.run_dir = Path(tempfile.mkdtemp(prefix="deploy-cluster-"))
         self.redis: RedisServer | None = None
         self.auth_redis: RedisServer | None = None
+        self.postgres: PostgresServer | None = None
         self.workers: list[Worker] = []
         self.nginx: Nginx | None = None
 
@@ -251,12 +277,18 @@ class Cluster:
         return f"http://127.0.0.1:{self.port}/"
 
     def start(self, timeout: float = 60.0) -> None:
-        """Start Redis (if private), every worker, then nginx; return once all answer."""
+        """Start the private store, every worker, then nginx; return once all answer."""
         if port_is_open(self.port):
             raise RuntimeError(f"port {self.port} is already in use; pick another with --port")
         self.run_dir.mkdir(parents=True, exist_ok=True)
         try:
-            if self.redis_url is None:
+            if self.private_postgres:
+                # Its own temporary directory: as root it runs as `postgres`, which cannot
+                # enter our run_dir.
+                self.postgres = PostgresServer()
+                self.postgres.start()
+                self.database_url = create_database(self.postgres.url, DEMO_DATABASE)
+            if self.private_redis:
                 # Sessions: bounded, and only keys with a TTL (every session) may be evicted.
                 self.redis = RedisServer(
                     self.run_dir / "redis",
@@ -290,7 +322,7 @@ class Cluster:
             raise
 
     def stop(self) -> None:
-        """Stop everything this cluster started, by PID: nginx, then workers, then Redis."""
+        """Stop everything this cluster started, by PID: nginx, then workers, then the store."""
         if self.nginx is not None:
             self.nginx.stop()
         for worker in self.workers:
@@ -298,6 +330,8 @@ class Cluster:
         for server in (self.redis, self.auth_redis):
             if server is not None:
                 server.stop()
+        if self.postgres is not None:
+            self.postgres.close()  # stops it and removes its directory
         shutil.rmtree(self.run_dir, ignore_errors=True)
 
     def __enter__(self) -> Cluster:
@@ -396,6 +430,13 @@ class Cluster:
                 server.stop()
         self._start_redis()
 
+    def restart_postgres(self) -> None:
+        """Stop and start the private PostgreSQL (same port, same data)."""
+        if self.postgres is None:
+            raise RuntimeError("this cluster has no private PostgreSQL (--postgres)")
+        self.postgres.stop()
+        self.postgres.start()
+
     def _start_redis(self) -> None:
         """Start the private servers (each with its memory policy in its command line)."""
         assert self.redis is not None
@@ -406,15 +447,17 @@ class Cluster:
     # ----- internals ------------------------------------------------------------------------
 
     def _worker_env(self) -> dict[str, str]:
-        """The environment of every worker: same Redis, same secret."""
-        env = dict(os.environ)
+        """The environment of every worker: same store, same secret."""
+        env = {k: v for k, v in os.environ.items() if k not in STORE_VARIABLES}
         env.update(self.extra_env)
-        env["REDIS_URL"] = self.redis.url if self.redis is not None else str(self.redis_url)
-        auth_url = self.auth_redis.url if self.auth_redis is not None else self.auth_redis_url
-        if auth_url:
-            env["AUTH_REDIS_URL"] = auth_url
-        else:
-            env.pop("AUTH_REDIS_URL", None)
+        stores = {
+            "REDIS_URL": self.redis.url if self.redis is not None else self.redis_url,
+            "AUTH_REDIS_URL": (
+                self.auth_redis.url if self.auth_redis is not None else self.auth_redis_url
+            ),
+            "DATABASE_URL": self.database_url,
+        }
+        env.update({name: url for name, url in stores.items() if url})
         # nginx reaches the workers from 127.0.0.1; nobody else's forwarded headers count.
         env["TRUSTED_PROXIES"] = "127.0.0.1"
         env["TRUSTED_HOSTS"] = " ".join(self.server_names)
@@ -436,7 +479,8 @@ class Cluster:
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m deploy.cluster",
-        description="Run the demo as several workers behind nginx, sharing sessions in Redis.",
+        description="Run the demo as several workers behind nginx, sharing sessions and "
+        "accounts in Redis (the default) or PostgreSQL.",
     )
     parser.add_argument("--workers", type=int, default=3, help="app processes (default 3)")
     parser.add_argument("--port", type=int, default=8080, help="nginx port (default 8080)")
@@ -449,6 +493,16 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--auth-redis-url", default=None,
         help="an existing Redis for users and throttle counters; default: a private one that "
              "never evicts (only with the private session Redis)",
+    )  # fmt: skip
+    database = parser.add_mutually_exclusive_group()
+    database.add_argument(
+        "--database-url", default=None, metavar="URL",
+        help="an existing PostgreSQL (postgresql://…) for sessions, users and throttle counters "
+             "(with --redis-url: users and throttle counters only); no Redis is started",
+    )  # fmt: skip
+    database.add_argument(
+        "--postgres", action="store_true",
+        help="the same on a private PostgreSQL cluster started for the run (deploy/postgres_server.py)",
     )  # fmt: skip
     parser.add_argument(
         "--session-memory", default=SESSION_MEMORY,
@@ -477,10 +531,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cluster = Cluster(
             args.workers, args.port, args.redis_url, args.server,
-            auth_redis_url=args.auth_redis_url, session_memory=args.session_memory,
+            auth_redis_url=args.auth_redis_url, database_url=args.database_url,
+            postgres=args.postgres, session_memory=args.session_memory,
             server_names=args.server_name,
         )  # fmt: skip
-    except (MissingBinary, RuntimeError) as error:
+    except (MissingBinary, RuntimeError, ValueError) as error:
         print(f"deploy.cluster: {error}", file=sys.stderr)
         return 2
     try:
@@ -489,16 +544,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"Workers: {args.workers} x {args.server}, PIDs {pids}")
         if cluster.nginx is not None:
             print(f"nginx: PID {cluster.nginx.pid}, config {cluster.nginx.config_path}")
-        if cluster.redis is not None:
-            print(f"Sessions: {cluster.redis.url} (private, append-only, maxmemory "
-                  f"{args.session_memory} {SESSION_EVICTION}, PID {cluster.redis.pid})")  # fmt: skip
-        else:
-            print(f"Sessions: {args.redis_url}")
-        if cluster.auth_redis is not None:
-            print(f"Users: {cluster.auth_redis.url} (private, append-only, noeviction, "
-                  f"PID {cluster.auth_redis.pid})")  # fmt: skip
-        elif args.auth_redis_url:
-            print(f"Users: {args.auth_redis_url}")
+        for line in _where_things_live(cluster, args.session_memory):
+            print(line)
         print(f"Serving on {cluster.url} (Ctrl-C stops everything)", flush=True)
         reported: set[int] = set()
         while True:
@@ -518,6 +565,36 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         cluster.stop()
+
+
+def _where_things_live(cluster: Cluster, session_memory: str) -> list[str]:
+    """What the start-up lines say about the stores (PostgreSQL URLs without their password)."""
+    lines = []
+    if cluster.redis is not None:
+        lines.append(f"Sessions: {cluster.redis.url} (private, append-only, maxmemory "
+                     f"{session_memory} {SESSION_EVICTION}, PID {cluster.redis.pid})")  # fmt: skip
+    elif cluster.redis_url:
+        lines.append(f"Sessions: {cluster.redis_url}")
+    if cluster.auth_redis is not None:
+        lines.append(f"Users: {cluster.auth_redis.url} (private, append-only, noeviction, "
+                     f"PID {cluster.auth_redis.pid})")  # fmt: skip
+    elif cluster.auth_redis_url:
+        lines.append(f"Users: {cluster.auth_redis_url}")
+    if cluster.database_url:
+        what = "Users" if cluster.redis_url else "Sessions, users and throttle counters"
+        where = _without_password(cluster.database_url)
+        if cluster.postgres is not None:
+            where += f" (private, PID {cluster.postgres.pid})"
+        lines.append(f"{what}: {where}")
+    return lines
+
+
+def _without_password(url: str) -> str:
+    """``postgresql://app:secret@db/app`` as ``postgresql://app@db/app``."""
+    parts = urlsplit(url)
+    credentials, at, hosts = parts.netloc.rpartition("@")
+    user = credentials.partition(":")[0]
+    return urlunsplit(parts._replace(netloc=f"{user}{at}{hosts}"))
 
 
 if __name__ == "__main__":

@@ -16,16 +16,28 @@ from contextlib import AsyncExitStack
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote
+from urllib.parse import unquote, urlsplit
 
 import pytest
 
 from app import WORKER_HISTORY, create_app, worker_history
+from deploy.postgres_server import PostgresServer
 
-from .auth.support import BACKENDS, Browser, Site, SiteFactory, site_settings, start_site
+from .auth.support import (
+    BACKENDS,
+    Browser,
+    Site,
+    SiteFactory,
+    database_for,
+    read_only,
+    site_settings,
+    start_site,
+)
 from .conftest import RedisServer
 
 ROOT = Path(__file__).resolve().parent.parent
+#: The variables that move sessions or accounts out of the instance folder.
+WHERE_TO_STORE = ("REDIS_URL", "DATABASE_URL", "AUTH_REDIS_URL", "AUTH_DATABASE_URL")
 
 
 @pytest.fixture(params=BACKENDS)
@@ -34,14 +46,31 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
+def database_url(backend: str, request: pytest.FixtureRequest) -> str | None:
+    return database_for(backend, request)
+
+
+@pytest.fixture
 async def make_site(
-    backend: str, tmp_path: Path, key_prefix: str, redis_url: str, redis_client: Any
+    backend: str,
+    tmp_path: Path,
+    key_prefix: str,
+    redis_url: str,
+    redis_client: Any,
+    database_url: str | None,
 ) -> AsyncIterator[SiteFactory]:
     async with AsyncExitStack() as stack:
 
         async def make(**config: Any) -> Site:
             prefix = key_prefix.removesuffix("sess:")
-            settings = site_settings(backend, tmp_path / "instance", prefix, redis_url, **config)
+            settings = site_settings(
+                backend,
+                tmp_path / "instance",
+                prefix,
+                redis_url,
+                database_url=database_url,
+                **config,
+            )
             return await start_site(stack, backend, settings)
 
         yield make
@@ -117,6 +146,34 @@ async def test_healthz_reports_a_reachable_store(site: Site) -> None:
     assert "Set-Cookie" not in response.headers
 
 
+async def test_healthz_reports_a_database_that_refuses_writes(
+    tmp_path: Path, private_postgres: PostgresServer
+) -> None:
+    """Sessions and accounts in one PostgreSQL that turns read-only: both are reported, and the
+    counter page is a 503 rather than a count that is not kept."""
+    settings = site_settings(
+        "postgres", tmp_path / "instance", "demo:", database_url=private_postgres.url
+    )
+    async with AsyncExitStack() as stack:
+        site = await start_site(stack, "postgres", settings)
+        browser = site.browser()
+        assert await browser.visits() == 1
+        read_only(private_postgres, True)
+        try:
+            health = await browser.get("/healthz")
+            assert health.status_code == 503
+            assert await health.get_json() == {
+                "status": "degraded",
+                "store": False,
+                "accounts": False,
+            }
+            assert (await browser.get("/")).status_code == 503
+        finally:
+            read_only(private_postgres, False)
+        assert (await browser.get("/healthz")).status_code == 200
+        assert await browser.visits() == 2
+
+
 async def test_unknown_pages_get_a_plain_404(site: Site) -> None:
     response = await site.browser().get("/no-such-page")
     assert response.status_code == 404
@@ -142,10 +199,17 @@ async def test_forged_cookies_are_anonymous_not_errors(site: Site) -> None:
 
 
 async def test_a_restart_keeps_everyone_signed_in(
-    backend: str, tmp_path: Path, key_prefix: str, redis_url: str, redis_client: Any
+    backend: str,
+    tmp_path: Path,
+    key_prefix: str,
+    redis_url: str,
+    redis_client: Any,
+    database_url: str | None,
 ) -> None:
     prefix = key_prefix.removesuffix("sess:")
-    settings = site_settings(backend, tmp_path / "instance", prefix, redis_url)
+    settings = site_settings(
+        backend, tmp_path / "instance", prefix, redis_url, database_url=database_url
+    )
     async with AsyncExitStack() as stack:
         before = await start_site(stack, backend, settings)
         browser = before.browser()
@@ -166,7 +230,8 @@ async def test_without_secret_key_one_is_generated_and_kept(
     tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("SECRET_KEY", raising=False)
-    monkeypatch.delenv("REDIS_URL", raising=False)
+    for name in WHERE_TO_STORE:
+        monkeypatch.delenv(name, raising=False)
     instance = tmp_path / "instance"
     with caplog.at_level(logging.WARNING):
         first = create_app({"INSTANCE_PATH": str(instance), "TESTING": True})
@@ -192,8 +257,8 @@ async def test_secret_key_from_the_environment_wins(
 
 
 def test_asgi_entry_point_is_app_colon_app(tmp_path: Path) -> None:
-    env = {**os.environ, "INSTANCE_PATH": str(tmp_path), "SECRET_KEY": "s" * 40}
-    env.pop("REDIS_URL", None)
+    env = {k: v for k, v in os.environ.items() if k not in WHERE_TO_STORE}
+    env.update(INSTANCE_PATH=str(tmp_path), SECRET_KEY="s" * 40)
     code = "import app, quart; print(isinstance(app.app, quart.Quart), app.app is app.app)"
     result = subprocess.run(
         [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
@@ -201,17 +266,26 @@ def test_asgi_entry_point_is_app_colon_app(tmp_path: Path) -> None:
     assert result.stdout.split() == ["True", "True"], result.stderr
 
 
+@pytest.mark.parametrize("backend", ["redis", "postgres"])
 async def test_store_outage_gives_friendly_503_and_recovery(
-    tmp_path: Path, private_redis: Any
+    tmp_path: Path, backend: str, request: pytest.FixtureRequest
 ) -> None:
-    settings = site_settings("redis", tmp_path / "instance", "demo:", private_redis.url)
+    """Sessions, users and counters on one private server (Redis or PostgreSQL) that stops."""
+    if backend == "redis":
+        server: RedisServer | PostgresServer = request.getfixturevalue("private_redis")
+        settings = site_settings("redis", tmp_path / "instance", "demo:", server.url)
+    else:
+        server = request.getfixturevalue("private_postgres")
+        settings = site_settings(
+            "postgres", tmp_path / "instance", "demo:", database_url=server.url
+        )
     async with AsyncExitStack() as stack:
-        site = await start_site(stack, "redis", settings)
+        site = await start_site(stack, backend, settings)
         browser = await site.user("alice")
         assert await browser.visits() == 1
         token = await browser.csrf_token()
 
-        private_redis.stop()
+        server.stop()
         page = await browser.get("/")
         assert page.status_code == 503
         assert int(page.headers["Retry-After"]) > 0
@@ -228,14 +302,14 @@ async def test_store_outage_gives_friendly_503_and_recovery(
         assert login.status_code == 503
         assert "Back in a moment" in await login.get_data(as_text=True)
 
-        private_redis.start()
+        server.start()
         assert (await browser.get("/healthz")).status_code == 200
         assert await browser.signed_in_as() == "alice"
         assert await browser.visits() == 2
 
 
 def test_workers_starting_together_agree_on_the_generated_secret(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if k not in ("SECRET_KEY", "REDIS_URL")}
+    env = {k: v for k, v in os.environ.items() if k not in ("SECRET_KEY", *WHERE_TO_STORE)}
     env["INSTANCE_PATH"] = str(tmp_path / "instance")
     code = "import app; print(app.create_app().config['SECRET_KEY'])"
     workers = [
@@ -311,7 +385,12 @@ async def test_a_signed_in_remembered_record_is_shown_as_stored_and_holds_no_sec
 
 
 async def test_the_panel_shows_the_short_id_the_store_and_the_cookie(
-    site: Site, backend: str, tmp_path: Path, key_prefix: str, redis_url: str
+    site: Site,
+    backend: str,
+    tmp_path: Path,
+    key_prefix: str,
+    redis_url: str,
+    database_url: str | None,
 ) -> None:
     browser = site.browser()
     page = await browser.text("/")
@@ -322,6 +401,13 @@ async def test_the_panel_shows_the_short_id_the_store_and_the_cookie(
         assert shown(page, "store") == "RedisStore"
         assert shown(page, "store-location") == redis_url.removeprefix("redis://")
         assert shown(page, "store-key") == f"{key_prefix}{sid[:8]}…"
+    elif backend == "postgres":
+        assert database_url is not None
+        where = urlsplit(database_url)
+        assert shown(page, "store") == "PostgresStore"
+        assert shown(page, "store-location") == f"127.0.0.1:{where.port}{where.path}"
+        assert shown(page, "store-key") == f'"session" row {sid[:8]}…'
+        assert where.password and where.password not in page
     else:
         assert shown(page, "store") == "FileStore"
         assert shown(page, "store-location") == str(tmp_path / "instance" / "sessions")

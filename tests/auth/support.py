@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
+import pytest
 from argon2 import PasswordHasher
 from quart import Quart
 from quart.testing import QuartClient
@@ -17,6 +18,7 @@ from quart.wrappers import Response
 
 from app import create_app
 from auth import Auth
+from deploy.postgres_server import PostgresServer, psql
 
 COOKIE = "connect.sid"
 PASSWORD = "correct horse battery"
@@ -130,9 +132,10 @@ class Browser:
 class Site:
     """A running demo app and a way to open browsers on it."""
 
-    def __init__(self, app: Quart, backend: str) -> None:
+    def __init__(self, app: Quart, backend: str, settings: Mapping[str, Any]) -> None:
         self.app = app
         self.backend = backend
+        self.settings = dict(settings)
 
     def browser(self, address: str = "127.0.0.1") -> Browser:
         return Browser(self.app.test_client(), address)
@@ -154,14 +157,27 @@ class Site:
         return browser
 
 
-BACKENDS = ["embedded", "redis"]
+BACKENDS = ["embedded", "redis", "postgres"]
+
+
+def database_for(backend: str, request: pytest.FixtureRequest) -> str | None:
+    """A database of this test's own (``postgres_database``) for the "postgres" backend."""
+    return str(request.getfixturevalue("postgres_database")) if backend == "postgres" else None
 
 
 def site_settings(
-    backend: str, instance: Path, prefix: str, redis_url: str | None = None, **config: Any
+    backend: str,
+    instance: Path,
+    prefix: str,
+    redis_url: str | None = None,
+    *,
+    database_url: str | None = None,
+    **config: Any,
 ) -> dict[str, Any]:
     """create_app settings for a test site; ``prefix`` is this test's own key prefix on the
-    Redis at ``redis_url`` (the ``redis_url`` fixture), which the "redis" backend needs."""
+    Redis at ``redis_url`` (the ``redis_url`` fixture), which the "redis" backend needs. The
+    "postgres" backend needs ``database_url`` (``database_for``); its users and counters go to
+    tables named after ``prefix`` there, and its sessions to the ``session`` table."""
     settings: dict[str, Any] = {
         "TESTING": True,
         "SECRET_KEY": "test secret " + "x" * 32,
@@ -173,8 +189,20 @@ def site_settings(
             raise ValueError("the redis backend needs redis_url (the redis_url fixture)")
         settings["REDIS_URL"] = redis_url
         settings["REDIS_PREFIX"] = prefix
+    elif backend == "postgres":
+        if database_url is None:
+            raise ValueError("the postgres backend needs database_url (see database_for)")
+        settings["DATABASE_URL"] = database_url
+        settings["AUTH_KEY_PREFIX"] = f"{prefix}auth:"
     settings.update(config)
     return settings
+
+
+def read_only(server: PostgresServer, on: bool) -> None:
+    """Every transaction of a private PostgreSQL read-only (or not), on open connections too."""
+    value = "on" if on else "off"
+    psql(server.url, f"ALTER SYSTEM SET default_transaction_read_only = {value}")
+    psql(server.url, "SELECT pg_reload_conf()")
 
 
 async def start_site(stack: AsyncExitStack, backend: str, settings: dict[str, Any]) -> Site:
@@ -182,4 +210,4 @@ async def start_site(stack: AsyncExitStack, backend: str, settings: dict[str, An
     app = create_app(settings)
     app.test_client_class = BrowserClient
     await stack.enter_async_context(app.test_app())
-    return Site(app, backend)
+    return Site(app, backend, settings)

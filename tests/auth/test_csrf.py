@@ -110,7 +110,13 @@ async def test_forms_keep_working_across_a_secret_rotation(
 ) -> None:
     """A page served before the new secret was deployed still posts after it."""
     prefix = key_prefix.removesuffix("sess:") + "rotation:"
-    settings = site_settings(site.backend, tmp_path / "rotation", prefix, redis_url)
+    settings = site_settings(
+        site.backend,
+        tmp_path / "rotation",
+        prefix,
+        redis_url,
+        database_url=site.settings.get("DATABASE_URL"),
+    )
     async with AsyncExitStack() as stack:
         before = await start_site(stack, site.backend, {**settings, "SECRET_KEY": "old " * 10})
         browser = before.browser()

@@ -14,12 +14,14 @@ from auth import (
     FileCounters,
     FileUserStore,
     MemoryCounters,
+    PostgresCounters,
+    PostgresUserStore,
     RedisCounters,
     RedisUserStore,
     current_user,
     login_required,
 )
-from sessions import FileStore, MemoryStore, RedisStore, Sessions
+from sessions import FileStore, MemoryStore, PostgresStore, RedisStore, Sessions
 
 from .support import FAST_HASHER
 
@@ -90,6 +92,37 @@ async def test_backends_follow_the_session_store(tmp_path: Path, redis_url: str)
     assert redis.throttle.counters.prefix == "test:unused:auth:throttle:"
     assert isinstance(redis.users, RedisUserStore) and redis.users.client is store.client
     await store.close()
+
+    # Nothing connects before the first request: the URL need not answer here.
+    store = PostgresStore.from_url("postgresql://app@127.0.0.1:1/app")
+    postgres = Auth(make_app(tmp_path, store), key_prefix="shop:auth:")
+    assert isinstance(postgres.users, PostgresUserStore)
+    assert isinstance(postgres.throttle.counters, PostgresCounters)
+    assert postgres.users.table.database is store.connections
+    assert postgres.throttle.counters.table.database is store.connections
+    assert (postgres.users.table.name, postgres.throttle.counters.table.name) == (
+        "shop_auth_users",
+        "shop_auth_throttle",
+    )
+
+
+def test_an_auth_url_beats_the_session_store_and_only_one_may_be_given(tmp_path: Path) -> None:
+    on_files = make_app(tmp_path, FileStore(tmp_path / "sessions"))
+    auth = Auth(on_files, database_url="postgresql://app@127.0.0.1:1/accounts")
+    assert isinstance(auth.users, PostgresUserStore)
+    assert isinstance(auth.throttle.counters, PostgresCounters)
+    assert auth.users.table.name == "auth_users"
+
+    on_postgres = make_app(
+        tmp_path,
+        PostgresStore.from_url("postgresql://app@127.0.0.1:1/app"),
+        AUTH_REDIS_URL="redis://127.0.0.1:1/0",
+    )
+    assert isinstance(Auth(on_postgres).users, RedisUserStore)
+
+    both = make_app(tmp_path, AUTH_REDIS_URL="redis://127.0.0.1:1/0")
+    with pytest.raises(ValueError, match="AUTH_REDIS_URL or AUTH_DATABASE_URL, not both"):
+        Auth(both, database_url="postgresql://app@127.0.0.1:1/accounts")
 
 
 async def test_login_required_on_an_app_route(tmp_path: Path) -> None:

@@ -19,15 +19,18 @@ from auth import (
     Counters,
     FileCounters,
     MemoryCounters,
+    PostgresCounters,
     RedisCounters,
     Throttle,
     Throttled,
 )
+from auth.postgres import connect, table_name
+from deploy.postgres_server import psql
 
 from .support import PASSWORD, Site, SiteFactory, site_settings, start_site
 
 
-@pytest.fixture(params=["memory", "file", "redis"])
+@pytest.fixture(params=["memory", "file", "redis", "postgres"])
 async def counters(
     request: pytest.FixtureRequest, tmp_path: Path, key_prefix: str, redis_client: aioredis.Redis
 ) -> AsyncIterator[Counters]:
@@ -35,8 +38,12 @@ async def counters(
         yield MemoryCounters()
     elif request.param == "file":
         yield FileCounters(tmp_path / "throttle.json")
-    else:
+    elif request.param == "redis":
         yield RedisCounters(redis_client, prefix=key_prefix.removesuffix("sess:") + "throttle:")
+    else:
+        database = connect(request.getfixturevalue("postgres_database"))
+        yield PostgresCounters(database)
+        await database.close()
 
 
 async def test_counters_allow_up_to_the_limit_then_say_how_long_to_wait(counters: Counters) -> None:
@@ -189,11 +196,18 @@ async def test_limits_and_window_are_configurable(make_site: SiteFactory) -> Non
 
 
 async def test_counters_are_shared_by_every_worker_of_the_backend(
-    backend: str, tmp_path: Path, key_prefix: str, redis_url: str, redis_client: Any
+    backend: str,
+    tmp_path: Path,
+    key_prefix: str,
+    redis_url: str,
+    redis_client: Any,
+    database_url: str | None,
 ) -> None:
-    """Two app processes on the same store (files or Redis) see the same counts."""
+    """Two app processes on the same store (files, Redis or PostgreSQL) see the same counts."""
     prefix = key_prefix.removesuffix("sess:")
-    settings = site_settings(backend, tmp_path / "instance", prefix, redis_url)
+    settings = site_settings(
+        backend, tmp_path / "instance", prefix, redis_url, database_url=database_url
+    )
     async with AsyncExitStack() as stack:
         first = await start_site(stack, backend, settings)
         second = await start_site(stack, backend, settings)
@@ -204,6 +218,10 @@ async def test_counters_are_shared_by_every_worker_of_the_backend(
     if backend == "redis":
         keys = [key async for key in redis_client.scan_iter(match=f"{prefix}auth:throttle:*")]
         assert keys
+    elif backend == "postgres":
+        table = table_name(f"{prefix}auth:", "throttle")
+        assert database_url is not None
+        assert int(psql(database_url, f"SELECT count(*) FROM {table} WHERE count > 0")) > 0
     else:
         assert (tmp_path / "instance" / "throttle.json").exists()
 
@@ -217,7 +235,9 @@ async def test_registrations_per_address_are_limited(make_site: SiteFactory) -> 
     assert response.status_code == 429
     minutes = math.ceil(int(response.headers["Retry-After"]) / 60)
     page = await response.get_data(as_text=True)
-    assert f"Too many registration attempts from this address. Try again in {minutes} minutes." in page
+    assert (
+        f"Too many registration attempts from this address. Try again in {minutes} minutes." in page
+    )
     assert await site.auth.users.by_username("three") is None
 
 

@@ -1,8 +1,9 @@
-"""User stores: the Redis one and the JSON-file one fulfil the same contract."""
+"""User stores: the Redis, PostgreSQL and JSON-file ones fulfil the same contract."""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import stat
 from collections.abc import AsyncIterator
@@ -13,17 +14,29 @@ import redis.asyncio as aioredis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from auth import AuthUnavailable, FileUserStore, RedisUserStore, UsernameTaken, UserStore
+from auth import (
+    AuthUnavailable,
+    FileUserStore,
+    PostgresUserStore,
+    RedisUserStore,
+    UsernameTaken,
+    UserStore,
+)
+from auth.postgres import connect
 
 
-@pytest.fixture(params=["file", "redis"])
+@pytest.fixture(params=["file", "redis", "postgres"])
 async def users(
     request: pytest.FixtureRequest, tmp_path: Path, key_prefix: str, redis_client: aioredis.Redis
 ) -> AsyncIterator[UserStore]:
     if request.param == "file":
         yield FileUserStore(tmp_path / "instance" / "users.json")
-    else:
+    elif request.param == "redis":
         yield RedisUserStore(redis_client, prefix=key_prefix.removesuffix("sess:") + "auth:")
+    else:
+        database = connect(request.getfixturevalue("postgres_database"))
+        yield PostgresUserStore(database)
+        await database.close()
 
 
 async def test_create_and_find(users: UserStore) -> None:
@@ -133,6 +146,15 @@ async def test_records_from_before_generations_read_as_generation_zero(users: Us
     legacy = {k: v for k, v in user.to_json().items() if k != "generation"}
     if isinstance(users, RedisUserStore):
         await users.client.set(f"{users.prefix}user:{user.id}", json.dumps(legacy))
+    elif isinstance(users, PostgresUserStore):
+        await users.table.run(
+            lambda c: c.execute(
+                f"UPDATE {users.table.sql_name} SET created = NULL, generation = DEFAULT"
+                " WHERE id = $1",
+                user.id,
+            )
+        )
+        user = dataclasses.replace(user, created="")
     else:
         assert isinstance(users, FileUserStore)
         data = json.loads(users.path.read_text())
