@@ -52,7 +52,7 @@ class Facts(NamedTuple):
     destroyed: bool = False  # destroy() was called and the session left alone afterwards
     unset: bool = False  # session.unset() (express's `req.session = null`)
     has_expiry: bool = False  # a persistent cookie (cookie.expires set)
-    sendable: bool = True  # not a Secure cookie on an insecure request
+    sendable: bool = True  # a response can carry it (not a websocket; not Secure on plain HTTP)
     had_cookie: bool = False  # the browser sent a valid cookie for some session
     resign: bool = False  # that cookie was verified by a fallback secret
     renewed: bool = False  # the read already slid the expiry

@@ -170,7 +170,8 @@ class SessionState:
             destroyed=self.destroyed,
             unset=self.unset,
             has_expiry=cookie.expires is not None,
-            sendable=not (cookie.secure and not self.secure),
+            # No response (a websocket) carries no cookie either.
+            sendable=status is not None and not (cookie.secure and not self.secure),
             had_cookie=self.cookie_id is not None,
             resign=self.resign,
             renewed=self.renewed,

@@ -102,8 +102,11 @@ ROWS: list[tuple[str, Rules, Facts, Decision]] = [
     ("loaded with an old secret, insecure Secure cookie: not sent", DEFAULT,
      _replace(LOADED_RENEWED, resign=True, sendable=False), Decision()),
     # a websocket has no response: the same store decision, the cookie is the engine's business
-    ("websocket, changed: stored", DEFAULT, _replace(LOADED, saved=False, modified=True, status=None),
+    ("websocket, loaded and changed: stored", DEFAULT,
+     _replace(LOADED, saved=False, modified=True, status=None, sendable=False),
      Decision(WRITE, NO_COOKIE, essential=True)),
+    ("websocket, new and changed: nothing (no cookie could name it)", DEFAULT,
+     _replace(NEW, modified=True, status=None, sendable=False), Decision()),
 ]  # fmt: skip
 
 

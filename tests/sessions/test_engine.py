@@ -37,6 +37,23 @@ async def test_a_websocket_changes_the_session_it_opened_with(store: Store) -> N
     assert record is not None and record["from_ws"] == "hello" and record["views"] == 1
 
 
+async def test_a_websocket_stores_no_new_session_since_no_cookie_could_name_it(
+    store: Store,
+) -> None:
+    app = make_app(store)
+
+    @app.websocket("/ws")
+    async def echo() -> None:
+        session["from_ws"] = await websocket.receive()
+        await websocket.send("done")
+
+    async with app.test_client().websocket("/ws") as ws:  # no cookie: a new session
+        await ws.send("hello")
+        assert await ws.receive() == "done"
+    await asyncio.sleep(0.2)
+    assert await store.ids() == []
+
+
 async def test_session_transaction_sets_up_a_session_for_a_test(store: Store) -> None:
     app = make_app(store)
     client = app.test_client()
