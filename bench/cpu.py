@@ -34,6 +34,15 @@ def cpu_seconds(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / TICKS_PER_SECOND
 
 
+def cpu_seconds_with_reaped(pid: int) -> float | None:
+    """utime + stime of one process and cutime + cstime: the children it has waited for."""
+    fields = _stat_fields(pid)
+    if fields is None:
+        return None
+    # cutime and cstime are fields 16 and 17, right after utime and stime.
+    return sum(int(value) for value in fields[11:15]) / TICKS_PER_SECOND
+
+
 def process_tree(pid: int) -> list[int]:
     """`pid` and every live descendant of it (granian's worker, a supervisor's children)."""
     parents: dict[int, list[int]] = {}

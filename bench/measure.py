@@ -1,8 +1,8 @@
 """One measurement: prime returning visitors, run wrk on a page, and count what it cost.
 
 Besides wrk's throughput and latency: the server's CPU per request (its process tree, from
-/proc), wrk's own CPU, and for Redis stacks the commands, their µs inside Redis and the
-redis-server process's CPU, all as deltas over the timed run.
+/proc), wrk's own CPU, and for stacks on a store (Redis, PostgreSQL) the commands or statements,
+their µs inside the store and the store's CPU, all as deltas over the timed run.
 """
 
 from __future__ import annotations
@@ -11,9 +11,8 @@ from dataclasses import dataclass, field
 
 from bench import client
 from bench.cpu import TreeCpu, children_cpu_seconds
-from bench.redis_cost import RedisCost, snapshot
-from bench.redis_server import PrivateRedis
 from bench.stacks import Stack
+from bench.store_cost import StoreCost, StoreProbe
 from bench.wrk import WrkResult, run_wrk
 
 PAGES = ("count", "read")
@@ -34,14 +33,19 @@ class Measurement:
     page: str
     round: int
     wrk: WrkResult
-    commands: dict[str, int]  # Redis calls during the wrk run (INFO commandstats), per command
+    # Store calls during the wrk run: Redis commands (INFO commandstats) or PostgreSQL
+    # statements (pg_stat_statements), by name.
+    commands: dict[str, int]
     server_cpu_s: float | None = None  # utime + stime of the server's process tree
     client_cpu_s: float | None = None  # wrk's utime + stime
-    redis_cpu_s: float | None = None  # the redis-server process's utime + stime
-    redis_usec: dict[str, int] = field(default_factory=dict)  # commandstats µs, per command
+    store: str | None = None  # "redis" or "postgres"
+    store_cpu_s: float | None = None  # the store's processes' utime + stime
+    store_usec: dict[str, float] = field(default_factory=dict)  # µs executing, by name
     notes: list[str] = field(default_factory=list)
-    round_trips: dict[str, float] | None = None  # per request, from MONITOR (first round only)
-    in_scripts: dict[str, float] | None = None  # commands run inside Lua scripts, per request
+    # Per request, over untimed sequential requests after round 1: what the app sent (MONITOR,
+    # pg_stat_statements' top-level calls), and what ran inside the store on its behalf.
+    round_trips: dict[str, float] | None = None
+    in_scripts: dict[str, float] | None = None
 
     @property
     def commands_per_request(self) -> float:
@@ -57,16 +61,18 @@ def measure(
     page: str,
     round_: int,
     load: Load,
-    redis: PrivateRedis | None,
+    probe: StoreProbe | None,
 ) -> Measurement:
-    """Measure `stack` (already listening on port, its server process is `pid`) on /count or /read."""
+    """Measure `stack` (already listening on port, its server process is `pid`) on /count or /read.
+
+    `probe` is the stack's view of its store (None for stacks without one).
+    """
     if page not in PAGES:
         raise ValueError(f"page must be one of {PAGES}")
     # Returning visitors: one primed session per connection, each sent round-robin.
     cookies = client.prime(port, load.connections) if stack.sessions else []
-    used = redis if stack.redis else None  # the private Redis, when this stack talks to it
     tree = TreeCpu.of(pid)
-    before = snapshot(used) if used is not None else None
+    before = probe.snapshot() if probe is not None else None
     wrk_before, server_before = children_cpu_seconds(), tree.seconds()
     result = run_wrk(
         f"http://127.0.0.1:{port}/{page}",
@@ -76,9 +82,9 @@ def measure(
         cpu=load.client_cpu,
     )
     server_cpu, wrk_cpu = tree.seconds() - server_before, children_cpu_seconds() - wrk_before
-    cost = RedisCost()
-    if used is not None and before is not None:
-        cost = RedisCost.between(before, snapshot(used))
+    cost = StoreCost()
+    if probe is not None and before is not None:
+        cost = StoreCost.between(before, probe.snapshot())
     measurement = Measurement(
         server,
         stack.name,
@@ -88,12 +94,13 @@ def measure(
         cost.calls,
         server_cpu_s=server_cpu,
         client_cpu_s=wrk_cpu,
-        redis_cpu_s=cost.cpu_s,
-        redis_usec=cost.usec,
+        store=stack.store if probe is not None else None,
+        store_cpu_s=cost.cpu_s,
+        store_usec=cost.usec,
     )
     check(measurement, stack, port, cookies)
-    if used is not None and round_ == 0 and cookies:
-        seen = used.traffic(MONITORED_REQUESTS, lambda: client.get(port, f"/{page}", cookies[-1]))
+    if probe is not None and round_ == 0 and cookies:
+        seen = probe.traffic(MONITORED_REQUESTS, lambda: client.get(port, f"/{page}", cookies[-1]))
         measurement.round_trips, measurement.in_scripts = seen.round_trips, seen.in_scripts
     return measurement
 

@@ -12,21 +12,17 @@ import socket
 import threading
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import redis
+
+from bench.store_cost import Traffic
+
+__all__ = ["Traffic", "traffic"]
 
 SENTINEL = "bench-monitor-end"
 # Sent once per new pooled connection, not per request: left out of the per-request counts.
 CONNECTION_SETUP = frozenset({"hello", "client", "select", "auth"})
 LINE = re.compile(r'^\+?\d+\.\d+ \[\d+ (?P<source>[^\]]+)\] "(?P<command>[^"]+)"')
-
-
-@dataclass(frozen=True)
-class Traffic:
-    requests: int
-    round_trips: dict[str, float]  # commands sent by the app, per request
-    in_scripts: dict[str, float]  # commands run inside Lua scripts, per request
 
 
 def _read_until_sentinel(sock: socket.socket, lines: list[str], done: threading.Event) -> None:

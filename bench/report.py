@@ -25,11 +25,11 @@ class Summary:
     p99_ms: float
     requests: int
     commands_per_request: float | None
-    breakdown: dict[str, float]  # Redis calls per request, per command
-    usec_per_call: dict[str, float]  # µs inside Redis per call, per command (commandstats)
+    breakdown: dict[str, float]  # store calls per request, per command or statement
+    usec_per_call: dict[str, float]  # µs inside the store per call (commandstats, pgss)
     server_us: float | None  # the server's CPU µs per request
     client_us: float | None  # wrk's CPU µs per request
-    redis_us: float | None  # the redis-server process's CPU µs per request
+    store_us: float | None  # the store's processes' CPU µs per request
     notes: list[str] = field(default_factory=list)
     ratio: float | None = None  # to the bare app of the same framework on the same server
     bare_cpu_delta_us: float | None = None  # server CPU µs/req more than bare's
@@ -52,13 +52,13 @@ def summarise(measurements: Sequence[Measurement]) -> dict[Key, Summary]:
     for (server, stack, page), runs in groups.items():
         requests = sum(run.wrk.requests for run in runs)
         calls: dict[str, int] = {}
-        usec: dict[str, int] = {}
+        usec: dict[str, float] = {}
         for run in runs:
             for name, count in run.commands.items():
                 calls[name] = calls.get(name, 0) + count
-                usec[name] = usec.get(name, 0) + run.redis_usec.get(name, 0)
+                usec[name] = usec.get(name, 0.0) + run.store_usec.get(name, 0.0)
         notes = sorted({f"run {run.round + 1}: {note}" for run in runs for note in run.notes})
-        redis = STACKS[stack].redis
+        stored = STACKS[stack].store is not None
         summary = Summary(
             server,
             stack,
@@ -69,12 +69,12 @@ def summarise(measurements: Sequence[Measurement]) -> dict[Key, Summary]:
             p50_ms=statistics.median(run.wrk.p50_ms for run in runs),
             p99_ms=statistics.median(run.wrk.p99_ms for run in runs),
             requests=requests,
-            commands_per_request=sum(calls.values()) / requests if redis and requests else None,
+            commands_per_request=sum(calls.values()) / requests if stored and requests else None,
             breakdown={name: count / requests for name, count in sorted(calls.items())},
             usec_per_call={name: usec[name] / count for name, count in calls.items() if count},
             server_us=_per_request([run.server_cpu_s for run in runs], requests),
             client_us=_per_request([run.client_cpu_s for run in runs], requests),
-            redis_us=_per_request([run.redis_cpu_s for run in runs], requests) if redis else None,
+            store_us=_per_request([run.store_cpu_s for run in runs], requests) if stored else None,
             notes=notes,
         )
         monitored = [run for run in runs if run.round_trips is not None]
@@ -136,6 +136,22 @@ GOALS = (
 )  # fmt: skip
 
 
+# Ratios shown beside the goals without a target: (text, stack, other, pages).
+INFORMATIONAL = (
+    ("PostgreSQL read-only page and counter: ratio to bare", "ours-postgres", "quart-bare", ("read", "count")),
+)  # fmt: skip
+
+
+def _ratio(summaries: dict[Key, Summary], server: str, stack: str, other: str, page: str) -> str:
+    """`0.62× (CPU 0.58×)`: the goals' measure, without a verdict."""
+    goal = Goal("", stack, other, page, 0.0)
+    value = goal.measured(summaries, server)
+    if value is None:
+        return "not measured"
+    cpu = goal.by_cpu(summaries, server)
+    return f"{value:.2f}×" + ("" if cpu is None else f" (CPU {cpu:.2f}×)")
+
+
 def goals_table(summaries: dict[Key, Summary], servers: Sequence[str]) -> list[str]:
     lines = [
         "| goal | wanted | " + " | ".join(servers) + " |",
@@ -144,6 +160,12 @@ def goals_table(summaries: dict[Key, Summary], servers: Sequence[str]) -> list[s
     for goal in GOALS:
         cells = " | ".join(goal.verdict(summaries, server) for server in servers)
         lines.append(f"| {goal.text} | ≥ {goal.wanted:.2f}× | {cells} |")
+    for text, stack, other, pages in INFORMATIONAL:
+        cells = " | ".join(
+            " / ".join(_ratio(summaries, server, stack, other, page) for page in pages)
+            for server in servers
+        )
+        lines.append(f"| {text} ({' / '.join(pages)}; informational) | – | {cells} |")
     return [*lines, ""]
 
 
@@ -151,23 +173,25 @@ def _number(value: float | None, digits: int = 2) -> str:
     return "–" if value is None else f"{value:,.{digits}f}"
 
 
-def _calls(counts: dict[str, float], usec: dict[str, float]) -> str:
+def _calls(counts: dict[str, float], usec: dict[str, float], *, upper: bool) -> str:
     # Connection set-up (HELLO, CLIENT SETINFO) happens once per pooled connection.
     parts = []
     for name, calls in counts.items():
         if calls < 0.005:
             continue
         cost = f" × {usec[name]:.1f} µs" if name in usec else ""
-        parts.append(f"{name.upper()} {calls:.2f}{cost}")
+        parts.append(f"{name.upper() if upper else name} {calls:.2f}{cost}")
     return ", ".join(parts)
 
 
 def _traffic(row: Summary) -> str:
+    # Redis commands in capitals; PostgreSQL statements by PostgresStore's names (`renew`).
+    upper = STACKS[row.stack].store == "redis"
     if row.round_trips is None:
-        return _calls(row.breakdown, row.usec_per_call) or "–"
-    text = _calls(row.round_trips, row.usec_per_call) or "–"
+        return _calls(row.breakdown, row.usec_per_call, upper=upper) or "–"
+    text = _calls(row.round_trips, row.usec_per_call, upper=upper) or "–"
     if row.in_scripts:
-        text += f" (inside: {_calls(row.in_scripts, row.usec_per_call)})"
+        text += f" (inside: {_calls(row.in_scripts, row.usec_per_call, upper=upper)})"
     return text
 
 
@@ -192,8 +216,8 @@ def results_table(summaries: dict[Key, Summary], server: str, stacks: Sequence[s
             f"#### /{page}: {PAGE_TITLES[page]}",
             "",
             "| stack | req/s (min–max) | p50 ms | p99 ms | × own bare | server CPU µs/req "
-            "| vs bare µs/req | wrk CPU µs/req | Redis CPU µs/req | Redis round trips/req "
-            "| Redis cmds/req | round trips × µs per call in Redis (commands inside scripts) |",
+            "| vs bare µs/req | wrk CPU µs/req | store CPU µs/req | store round trips/req "
+            "| store calls/req | round trips × µs per call in the store (inside scripts) |",
             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
         ]
         for row in rows:
@@ -201,7 +225,7 @@ def results_table(summaries: dict[Key, Summary], server: str, stacks: Sequence[s
                 f"| {STACKS[row.stack].description} (`{row.stack}`) | {row.rps:,.0f}{_spread(row)} "
                 f"| {row.p50_ms:.2f} | {row.p99_ms:.2f} | {_number(row.ratio)} "
                 f"| {_number(row.server_us, 0)} | {_signed(row.bare_cpu_delta_us)} "
-                f"| {_number(row.client_us, 0)} | {_number(row.redis_us, 0)} "
+                f"| {_number(row.client_us, 0)} | {_number(row.store_us, 0)} "
                 f"| {_number(sum(row.round_trips.values()) if row.round_trips else None)} "
                 f"| {_number(row.commands_per_request)} | {_traffic(row)} |"
             )

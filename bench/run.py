@@ -2,7 +2,7 @@
 
 The servers take turns, granian first (what deploy/ runs: the headline), then uvicorn, then
 hypercorn: on each, every Python stack runs as one worker pinned to --server-cpu while wrk (and
-the private redis-server) run on --client-cpu. Within a server, rounds are interleaved (round 1
+the private redis-server and PostgreSQL) run on --client-cpu. Within a server, rounds are interleaved (round 1
 of every stack, then round 2, ...) so drift in the machine's load spreads over all stacks; the
 tables show the median of the rounds. express runs on node alongside the first server's stacks.
 """
@@ -25,8 +25,11 @@ from bench import client, logins, machine
 from bench.cpu import TreeCpu
 from bench.measure import MONITORED_REQUESTS, PAGES, Load, Measurement, measure
 from bench.net import free_port
+from bench.postgres_cost import MEANINGS, PostgresProbe
+from bench.postgres_server import PrivatePostgres, database_name
 from bench.process import Child
 from bench.profile import finish_recording, profile_lines, start_recording
+from bench.redis_cost import RedisProbe
 from bench.redis_server import PrivateRedis
 from bench.report import goals_table, results_table, summarise
 from bench.stacks import (
@@ -38,6 +41,7 @@ from bench.stacks import (
     check_node,
     server_for,
 )
+from bench.store_cost import StoreProbe
 from bench.wrk import run_wrk, wrk_binary
 
 OUT = ROOT / "bench" / "out"
@@ -139,18 +143,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 class Bench:
-    """The private Redis and the measurements of one run; the servers take turns (`run_server`)."""
+    """The private stores and the measurements of one run; the servers take turns (`run_server`)."""
 
     def __init__(self, args: argparse.Namespace, log_dir: Path) -> None:
         self.args = args
         self.log_dir = log_dir
         self.load = Load(args.duration, args.connections, args.client_cpu)
         self.redis: PrivateRedis | None = None
+        self.postgres: PrivatePostgres | None = None
+        self.postgres_version = ""
         self.server = PythonServer(args.servers[0])
         self.children: dict[str, Child] = {}  # the current server's stacks, by name
         self.failed: dict[str, str] = {}  # "server/stack" -> why
         self.measurements: list[Measurement] = []
         self.memory: dict[str, dict[str, int]] = {}  # "server/stack" -> bytes, keys
+        self.postgres_storage: dict[str, dict[str, int]] = {}  # "server/stack" -> sizes
+        self.postgres_pinning: dict[str, dict[str, int | list[str]]] = {}  # server -> CPU sets
         self.profiles: list[str] = []
         self.login_lines: list[str] = []
         self.login_server = args.servers[0]
@@ -165,22 +173,41 @@ class Bench:
             env["BENCH_REDIS_URL"] = self.redis.url
         if name == "ours-file":
             env["BENCH_FILE_DIR"] = str(Path(self._files.name) / self.server.name / name)
+        if STACKS[name].store == "postgres" and self.postgres is not None:
+            database = database_name(self.server.name, name)
+            env["BENCH_DATABASE_URL"] = self.postgres.server.database_url(database)
         return env
+
+    def probe_for(self, name: str) -> StoreProbe | None:
+        """The stack's view of the store it talks to, if any."""
+        store = STACKS[name].store
+        if store == "redis" and self.redis is not None:
+            return RedisProbe(self.redis)
+        if store == "postgres" and self.postgres is not None:
+            return PostgresProbe(self.postgres, database_name(self.server.name, name))
+        return None
 
     def start(self) -> None:
         wrk_binary()
         stacks = [STACKS[name] for name in self.args.stacks]
         if any(not stack.is_python for stack in stacks):
             check_node()
-        if any(stack.redis for stack in stacks) or self.args.logins:
+        if any(stack.store == "redis" for stack in stacks) or self.args.logins:
             self.redis = PrivateRedis(self.args.client_cpu, self.log_dir)
             self.redis.start()
+        if any(stack.store == "postgres" for stack in stacks):
+            self.postgres = PrivatePostgres(self.args.client_cpu, self.log_dir)
+            self.postgres.start()
+            self.postgres_version = self.postgres.version
 
     def stop(self) -> None:
         self.stop_stacks()
         if self.redis is not None:
             self.redis.stop()
             self.redis = None
+        if self.postgres is not None:
+            self.postgres.stop()
+            self.postgres = None
         self._files.cleanup()
 
     def run_server(self, server: str, *, with_node: bool) -> None:
@@ -204,6 +231,8 @@ class Bench:
             stack = STACKS[name]
             if not stack.is_python and not with_node:
                 continue
+            if stack.store == "postgres" and self.postgres is not None:
+                self.postgres.create_database(database_name(self.server.name, name))
             child = server_for(
                 stack,
                 self.server,
@@ -249,7 +278,7 @@ class Bench:
     def _one(self, name: str, child: Child, page: str, round_: int) -> None:
         measurement = measure(
             self.server.name, STACKS[name], child.pid, child.port, page, round_, self.load,
-            self.redis,
+            self.probe_for(name),
         )  # fmt: skip
         self.measurements.append(measurement)
         wrk = measurement.wrk
@@ -261,7 +290,7 @@ class Bench:
         print(
             f"[bench] {self.server.name} round {round_ + 1}/{self.args.runs} {name:22} "
             f"/{page:5} {wrk.rps:8,.0f} req/s  p50 {wrk.p50_ms:6.2f} ms  "
-            f"p99 {wrk.p99_ms:6.2f} ms  server {cpu}  redis "
+            f"p99 {wrk.p99_ms:6.2f} ms  server {cpu}  {measurement.store or 'store'} "
             f"{measurement.commands_per_request:.2f}/req {'; '.join(measurement.notes)}",
             flush=True,
         )
@@ -279,12 +308,18 @@ class Bench:
             print(f"[bench] {key}: failed: {error}{tail}", file=sys.stderr, flush=True)
 
     def measure_memory(self) -> None:
-        if self.redis is None:
-            return
         for name in self.children:
-            if STACKS[name].redis and self.key(name) not in self.failed:
+            if self.key(name) in self.failed:
+                continue
+            store = STACKS[name].store
+            if store == "redis" and self.redis is not None:
                 median, keys = self.redis.memory_per_key(f"bench:{self.server.name}:{name}:")
                 self.memory[self.key(name)] = {"bytes": median, "keys": keys}
+            if store == "postgres" and self.postgres is not None:
+                database = database_name(self.server.name, name)
+                self.postgres_storage[self.key(name)] = self.postgres.storage(database)
+                # While the stack's backends still run: were they born pinned?
+                self.postgres_pinning[self.server.name] = self.postgres.pinning()
 
     def run_profiles(self) -> None:
         for spec in self.args.profile:
@@ -326,6 +361,39 @@ def _pin(cpu: str | None) -> str:
     return f"pinned to CPU {cpu}" if cpu is not None else "not pinned"
 
 
+def postgres_lines(bench: Bench) -> list[str]:
+    """How the PostgreSQL stacks were measured, and what their statements are."""
+    if not bench.postgres_version:
+        return []
+    seen = sorted(
+        {
+            name
+            for m in bench.measurements
+            if m.store == "postgres"
+            for name in [*m.commands, *(m.round_trips or {})]
+        }
+    )
+    meanings = [f"`{name}` = {MEANINGS[name]}" for name in seen if name in MEANINGS]
+    return [
+        f"- PostgreSQL: a private PostgreSQL {bench.postgres_version} (initdb in a temporary "
+        f"directory, a free port), {_pin(bench.args.client_cpu)} (the postmaster and every "
+        "backend it forks); settings at their defaults, so fsync and synchronous_commit are on: "
+        "a commit waits for its WAL flush to disk, where the Redis above keeps nothing on disk; "
+        "pg_stat_statements preloaded (track = all). `ours-postgres`: `PostgresStore.from_url` "
+        "(an asyncpg pool of up to 10 connections), connect-pg-simple's table in a database of "
+        "its own per server. Store CPU = the postmaster's process tree (backends, WAL writer, "
+        "checkpointer, autovacuum; a backend that exits is counted through the postmaster's "
+        "cutime), less the backend answering the harness. Store calls/req = pg_stat_statements "
+        "calls delta over the timed runs / requests completed, and `× µs` its mean execution "
+        "time per call (time inside the executor, waits included; not CPU). Round trips/req = "
+        f"top-level statements over {MONITORED_REQUESTS} sequential untimed requests after "
+        "round 1: each is one round trip once asyncpg has prepared it on the connection (its "
+        "statement cache). Statements, by PostgresStore's names: "
+        + ("; ".join(meanings) or "none seen")
+        + ".",
+    ]
+
+
 def report(bench: Bench, info: dict[str, object], started: float) -> str:
     args = bench.args
     summaries = summarise(bench.measurements)
@@ -360,14 +428,15 @@ def report(bench: Bench, info: dict[str, object], started: float) -> str:
         "before every run; wrk sends their cookies round-robin.",
         "- CPU per request: utime + stime from /proc/<pid>/stat over the timed runs / requests "
         "completed; the server's whole process tree (granian: its supervisor and the worker it "
-        "forks), wrk's from getrusage, Redis's from the redis-server process. 'vs bare' is the "
+        "forks), wrk's from getrusage, the store's from its processes (below). 'vs bare' is the "
         "server CPU per request more than bare Quart's (or bare express's) on the same server.",
         f"- Redis: a private redis-server {info['redis-server']} (no persistence) on a free "
-        f"port, {_pin(args.client_cpu)}. Redis cmds/req = INFO commandstats delta over "
-        "the timed runs / requests completed; it counts commands run inside Lua scripts too, "
-        "and `× µs` is commandstats' µs per call inside Redis (a script's includes its inner "
-        f"commands). Round trips/req = commands the app sent, seen by MONITOR over "
-        f"{MONITORED_REQUESTS} sequential untimed requests after round 1.",
+        f"port, {_pin(args.client_cpu)}. Store CPU = the redis-server process. Store calls/req ="
+        " INFO commandstats delta over the timed runs / requests completed; it counts commands "
+        "run inside Lua scripts too, and `× µs` is commandstats' µs per call inside Redis (a "
+        "script's includes its inner commands). Round trips/req = commands the app sent, seen "
+        f"by MONITOR over {MONITORED_REQUESTS} sequential untimed requests after round 1.",
+        *postgres_lines(bench),
         "- Session settings: ours and express-session: resave false, rolling false, "
         "saveUninitialized false, browser-session cookie, signed ids. quart-session: its defaults"
         " (SESSION_PERMANENT, unsigned ids, SETEX on every modified request). The floor probe "
@@ -406,6 +475,32 @@ def report(bench: Bench, info: dict[str, object], started: float) -> str:
         for key, row in bench.memory.items():
             server, _, name = key.partition("/")
             lines.append(f"| {server} | `{name}` | {row['bytes']} | {row['keys']} |")
+        lines.append("")
+    if bench.postgres_storage:
+        lines += [
+            "## PostgreSQL storage per stored session",
+            "",
+            "`pg_column_size(sess)`: the record as stored (json text, each holding a visit "
+            "count), median over the stack's rows; a live row: its heap tuple (header, sid, "
+            "sess, expire; pgstattuple's tuple_len / tuple_count, index entries not included); "
+            "then connect-pg-simple's table with its indexes and TOAST "
+            "(`pg_total_relation_size`) per row at the end of the server's runs, and the dead "
+            "row versions still taking space in it (pgstattuple): every renewing read and every "
+            "change writes a new version of its row, and one that moves `expire` (indexed) new "
+            "index entries too (not a HOT update); page pruning and autovacuum reclaim them "
+            "later. With this few rows, empty page space and dead versions dominate the table's "
+            "bytes per row.",
+            "",
+            "| server | stack | sess bytes | live row bytes | table + indexes bytes per row "
+            "| rows | dead row versions |",
+            "|---|---|---:|---:|---:|---:|---:|",
+        ]
+        for key, row in bench.postgres_storage.items():
+            server, _, name = key.partition("/")
+            lines.append(
+                f"| {server} | `{name}` | {row['sess_bytes']} | {row['row_bytes']} "
+                f"| {row['bytes_per_row']:,} | {row['rows']} | {row['dead_rows']:,} |"
+            )
         lines.append("")
     if args.logins or bench.login_lines:
         lines += [
@@ -455,6 +550,8 @@ def main(argv: list[str] | None = None) -> int:
                 "machine": info,
                 "failed": bench.failed,
                 "memory": bench.memory,
+                "postgres_storage": bench.postgres_storage,
+                "postgres_pinning": bench.postgres_pinning,
                 "servers": args.servers,
                 "measurements": [{**asdict(m), "rps": m.wrk.rps} for m in bench.measurements],
             },

@@ -22,7 +22,7 @@ class Stack:
     description: str
     app: str  # "module:attr" for Python stacks, a script under bench/node/ for express
     sessions: bool = True  # serves a session cookie (primed before measuring)
-    redis: bool = False  # talks to the private redis-server
+    store: str | None = None  # "redis" or "postgres": talks to the run's private server
     env: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -63,15 +63,23 @@ STACKS: dict[str, Stack] = {
             "quart",
             "ours, RedisStore",
             "bench.apps.ours:app",
-            redis=True,
+            store="redis",
             env={"BENCH_STORE": "redis"},
+        ),
+        Stack(
+            "ours-postgres",
+            "quart",
+            "ours, PostgresStore",
+            "bench.apps.ours:app",
+            store="postgres",
+            env={"BENCH_STORE": "postgres"},
         ),
         Stack(
             "quart-session-redis",
             "quart",
             "quart-session 3.0.0, Redis",
             "bench.apps.peer_quart_session:app",
-            redis=True,
+            store="redis",
         ),
         Stack("express-bare", "express", "express, no sessions", "bare.js", sessions=False),
         Stack(
@@ -79,7 +87,7 @@ STACKS: dict[str, Stack] = {
             "express",
             "express-session + connect-redis",
             "session.js",
-            redis=True,
+            store="redis",
         ),
     )
 }
@@ -92,7 +100,7 @@ SERVERS = ("granian", "uvicorn", "hypercorn")
 
 # The project's own site (app.py create_app() with the auth blueprint), for the login scenario.
 SITE = Stack(
-    "site", "quart", "app.py create_app() (sessions + auth)", "bench.apps.site:app", redis=True
+    "site", "quart", "app.py create_app() (sessions + auth)", "bench.apps.site:app", store="redis"
 )
 
 

@@ -1,11 +1,19 @@
-"""Our sessions extension with the store named by BENCH_STORE (memory, file or redis)."""
+"""Our sessions extension with the store named by BENCH_STORE (memory, file, redis or postgres)."""
 
 from __future__ import annotations
 
 from quart import Quart
 
-from bench.apps.settings import FILE_DIR, PREFIX, SECRET, STORE, add_pages, require_redis_url
-from sessions import FileStore, MemoryStore, RedisStore, Sessions, Store
+from bench.apps.settings import (
+    FILE_DIR,
+    PREFIX,
+    SECRET,
+    STORE,
+    add_pages,
+    require_database_url,
+    require_redis_url,
+)
+from sessions import FileStore, MemoryStore, PostgresStore, RedisStore, Sessions, Store
 
 
 def make_store() -> Store:
@@ -17,7 +25,10 @@ def make_store() -> Store:
         return FileStore(FILE_DIR)
     if STORE == "redis":
         return RedisStore.from_url(require_redis_url(), prefix=PREFIX)
-    raise RuntimeError(f"BENCH_STORE must be memory, file or redis, not {STORE!r}")
+    if STORE == "postgres":
+        # connect-pg-simple's table "session", in a database of the stack's own.
+        return PostgresStore.from_url(require_database_url())
+    raise RuntimeError(f"BENCH_STORE must be memory, file, redis or postgres, not {STORE!r}")
 
 
 app = Quart(__name__)

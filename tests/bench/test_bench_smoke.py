@@ -2,13 +2,16 @@
 
 Not a timed assertion: numbers on a shared 2-core machine are noise. It checks that the servers
 take turns (granian first), every stack answers on each, the sessions really persist, the CPU
-of granian's worker (a child of its supervisor) is counted, and the Redis command counts add up
-(quart-session and connect-redis have known costs per request, which validates the counting).
+of granian's worker (a child of its supervisor) is counted, the Redis command counts add up
+(quart-session and connect-redis have known costs per request, which validates the counting),
+and the PostgreSQL stack's statements are the ones PostgresStore promises (one to read, two to
+change), counted on the bench's own pinned PostgreSQL.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -22,8 +25,22 @@ SETUP_HINT = "run `bash scripts/setup --bench` (installs wrk and runs `npm ci` i
 CONNECTION_SETUP = {"hello", "client|setinfo", "select", "auth", "command|docs"}
 SERVERS = ("granian", "hypercorn")
 # quart-bare and express-bare are left out on purpose: the harness adds the references itself.
-ASKED = ("ours-memory", "ours-redis", "quart-session-redis", "express-session-redis")
-PYTHON_STACKS = ("quart-bare", "floor", "ours-memory", "ours-redis", "quart-session-redis")
+ASKED = (
+    "ours-memory",
+    "ours-redis",
+    "ours-postgres",
+    "quart-session-redis",
+    "express-session-redis",
+)
+PYTHON_STACKS = (
+    "quart-bare",
+    "floor",
+    "ours-memory",
+    "ours-redis",
+    "ours-postgres",
+    "quart-session-redis",
+)
+STORE_STACKS = ("ours-redis", "ours-postgres", "quart-session-redis", "express-session-redis")
 NODE_STACKS = ("express-bare", "express-session-redis")
 PAGES = ("count", "read")
 
@@ -105,16 +122,17 @@ def test_the_server_cpu_counted_is_the_worker_s(quick_run: dict[str, Any]) -> No
         assert measurement["client_cpu_s"] > 0, measurement
 
 
-def test_redis_stacks_report_redis_cpu_and_microseconds_per_call(
+def test_store_stacks_report_the_store_s_cpu_and_microseconds_per_call(
     quick_run: dict[str, Any],
 ) -> None:
     for measurement in quick_run["measurements"]:
-        if measurement["stack"] in ("ours-redis", "quart-session-redis", "express-session-redis"):
-            assert measurement["redis_cpu_s"] > 0, measurement
-            assert set(measurement["redis_usec"]) == set(measurement["commands"]), measurement
-            assert all(usec > 0 for usec in measurement["redis_usec"].values()), measurement
+        if measurement["stack"] in STORE_STACKS:
+            assert measurement["store_cpu_s"] > 0, measurement
+            assert measurement["commands"], measurement
+            assert set(measurement["store_usec"]) == set(measurement["commands"]), measurement
+            assert all(usec > 0 for usec in measurement["store_usec"].values()), measurement
         else:
-            assert measurement["redis_cpu_s"] is None and measurement["commands"] == {}
+            assert measurement["store_cpu_s"] is None and measurement["commands"] == {}
 
 
 def test_known_peers_cost_the_redis_commands_their_code_sends(quick_run: dict[str, Any]) -> None:
@@ -160,6 +178,43 @@ def test_ours_rewrites_the_record_only_on_the_page_that_modifies_it(
             assert 1.0 <= sum(measurement["round_trips"].values()) < 5.0, measurement
 
 
+def test_ours_on_postgres_sends_one_statement_to_read_and_a_second_to_change(
+    quick_run: dict[str, Any],
+) -> None:
+    expected = {"read": {"renew": 1.0}, "count": {"renew": 1.0, "apply": 1.0}}
+    seen = 0
+    for measurement in quick_run["measurements"]:
+        if measurement["stack"] != "ours-postgres":
+            continue
+        seen += 1
+        wanted = expected[measurement["page"]]
+        # Sequential requests on a warm pool: each top-level statement is one round trip, and
+        # nothing runs nested inside the database on the request's behalf.
+        assert measurement["round_trips"] == wanted, measurement
+        assert measurement["in_scripts"] == {}, measurement
+        # Under load the same statements and no others (such as the store's Python fallback).
+        # Requests still in flight when wrk stops ran their statements uncounted by wrk.
+        counted = per_request(measurement)
+        assert set(counted) == set(wanted), measurement
+        for name, calls in counted.items():
+            assert wanted[name] - 0.01 <= calls <= wanted[name] + 0.1, (name, measurement)
+    assert seen == 2 * len(SERVERS)
+
+
+def test_the_bench_postgres_runs_pinned_to_the_client_core_with_the_app_s_backends(
+    quick_run: dict[str, Any],
+) -> None:
+    if (os.cpu_count() or 1) < 2:
+        pytest.fail("the benchmark pins only on a machine with at least 2 cores")
+    for server in SERVERS:
+        pinning = quick_run["postgres_pinning"][server]
+        # The postmaster, its 5 helpers (checkpointer, background writer, WAL writer,
+        # autovacuum and logical replication launchers), the harness's backend and at least
+        # one backend of the app's pool, born after the pin: all on --client-cpu (1).
+        assert pinning["processes"] >= 8, pinning
+        assert pinning["cpu_sets"] == ["1"], pinning
+
+
 def test_the_report_names_the_machine_and_every_goal_per_server(
     quick_run: dict[str, Any],
 ) -> None:
@@ -176,8 +231,19 @@ def test_the_report_names_the_machine_and_every_goal_per_server(
         row = next(line for line in goals.splitlines() if line.startswith(f"| {goal}"))
         # a measured ratio and a verdict on both servers
         assert row.count("× met") + row.count("× MISSED") == len(SERVERS), row
-    for column in ("server CPU µs/req", "Redis CPU µs/req", "round trips/req", "× own bare"):
+    postgres = next(line for line in goals.splitlines() if line.startswith("| PostgreSQL"))
+    # No target: a ratio on each page and server, without a verdict.
+    assert "ratio to bare" in postgres and "met" not in postgres and "MISSED" not in postgres
+    assert postgres.count("× (CPU") == 2 * len(SERVERS), postgres
+    for column in (
+        "server CPU µs/req",
+        "store CPU µs/req",
+        "store round trips/req",
+        "store calls/req",
+        "× own bare",
+    ):
         assert column in report
+    assert "synchronous_commit are on" in report and "PostgreSQL 1" in report
 
 
 def test_every_stored_session_is_a_primed_visitor(quick_run: dict[str, Any]) -> None:
@@ -188,3 +254,8 @@ def test_every_stored_session_is_a_primed_visitor(quick_run: dict[str, Any]) -> 
             # One stored session per primed visitor: nothing minted a session per request.
             assert memory["keys"] == 2 * 16
     assert quick_run["memory"][f"{SERVERS[0]}/express-session-redis"]["keys"] == 2 * 16
+    for server in SERVERS:
+        storage = quick_run["postgres_storage"][f"{server}/ours-postgres"]
+        assert storage["rows"] == 2 * 16
+        # {"cookie":{...},"views":N} as json text, inside a row with its header, sid and expire.
+        assert 60 < storage["sess_bytes"] < storage["row_bytes"] < storage["bytes_per_row"]
