@@ -91,9 +91,14 @@ def serving(server: str, store: str, workers: int, prefix: str) -> Iterator[Serv
 
 
 @pytest.fixture
-def store_spec(tmp_path: Path, redis_url: str) -> Callable[[str], str]:
-    """SESSIONS_STORE for a store kind: a folder of this test's, or the suite's Redis."""
-    return lambda kind: f"file:{tmp_path / 'sessions'}" if kind == "file" else redis_url
+def store_spec(tmp_path: Path, redis_url: str, postgres_database: str) -> Callable[[str], str]:
+    """SESSIONS_STORE for a store kind: a folder of this test's, the suite's Redis, a database."""
+    specs = {
+        "file": f"file:{tmp_path / 'sessions'}",
+        "redis": redis_url,
+        "postgres": postgres_database,
+    }
+    return specs.__getitem__
 
 
 @pytest.fixture
@@ -114,7 +119,7 @@ def cookie_of(response: RawResponse) -> bytes:
 # ---------------------------------------------------------------- parallel edits across workers
 
 
-@pytest.mark.parametrize("kind", ["file", "redis"])
+@pytest.mark.parametrize("kind", ["file", "redis", "postgres"])
 async def test_parallel_edits_through_three_granian_workers_all_persist(
     kind: str, store_spec: Callable[[str], str], cleanup_redis: str
 ) -> None:
@@ -146,7 +151,7 @@ async def test_parallel_edits_through_one_granian_worker_on_memory_all_persist()
         assert {f"k{n}" for n in range(100)} <= set(data)
 
 
-@pytest.mark.parametrize("kind", ["file", "redis"])
+@pytest.mark.parametrize("kind", ["file", "redis", "postgres"])
 async def test_a_logout_racing_fifty_writers_across_workers_is_final(
     kind: str, store_spec: Callable[[str], str], cleanup_redis: str
 ) -> None:

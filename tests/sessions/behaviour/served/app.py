@@ -1,6 +1,7 @@
 """The app the real-server tests run in worker processes: a few session routes, its store from the environment.
 
-``SESSIONS_STORE`` is ``memory``, ``file:<folder>`` or a ``redis://`` URL; ``SESSIONS_SECRET`` signs.
+``SESSIONS_STORE`` is ``memory``, ``file:<folder>``, a ``redis://`` or a ``postgresql://`` URL;
+``SESSIONS_SECRET`` signs.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from typing import Any
 
 from quart import Quart, jsonify, request, session
 
-from sessions import FileStore, MemoryStore, RedisStore, Sessions, Store
+from sessions import FileStore, MemoryStore, PostgresStore, RedisStore, Sessions, Store
 
 
 def _store(spec: str) -> Store:
@@ -19,6 +20,8 @@ def _store(spec: str) -> Store:
         return MemoryStore()
     if spec.startswith("file:"):
         return FileStore(spec[len("file:") :])
+    if spec.startswith("postgresql:"):
+        return PostgresStore.from_url(spec)
     return RedisStore.from_url(spec, prefix=os.environ.get("SESSIONS_PREFIX", "sess:"))
 
 
