@@ -124,7 +124,7 @@ class SessionEngine(SessionInterface):
             if decision.store is StoreAction.WRITE:
                 stored = await self._write(state, data_json)
             elif decision.store is StoreAction.RENEW:
-                await self.store.renew(session.id, self._renewal_at_end(state, data_json))
+                await self.store.renew(session.id, self._renewal_at_end(state))
             elif decision.store is StoreAction.DELETE:
                 await self._forget(state)
         except StoreUnavailable as error:
@@ -201,13 +201,13 @@ class SessionEngine(SessionInterface):
     def _can_renew(self) -> bool:
         return not (self.store.disable_touch or self.store.disable_ttl)
 
-    def _renewal_at_end(self, state: SessionState, data_json: str) -> Renewal:
+    def _renewal_at_end(self, state: SessionState) -> Renewal:
         """A renewal for a store that could not slide the expiry while reading (a ttl function)."""
         at = now_ms()
         renewal = self.store.renewal(at, self.policy.anonymous_ttl)
         if renewal is not None:
             return renewal
-        deadline = self._deadline(state, self._record(state, data_json)[0], at) or at
+        deadline = self._deadline(state, at) or at
         return Renewal(at, deadline - at, deadline - at)
 
     def _record(self, state: SessionState, data_json: str) -> tuple[bytes, str]:
@@ -225,7 +225,8 @@ class SessionEngine(SessionInterface):
             )
         return record, cookie_text
 
-    def _deadline(self, state: SessionState, record: bytes, at: int) -> int | None:
+    def _deadline(self, state: SessionState, at: int) -> int | None:
+        """When the stored record expires, per the store's ttl (None: never)."""
         session = state.session
         return self.store.deadline_ms(
             at,
@@ -242,7 +243,7 @@ class SessionEngine(SessionInterface):
             return False
         record, cookie_text = self._record(state, data_json)
         at = now_ms()
-        expires = self._deadline(state, record, at)
+        expires = self._deadline(state, at)
         if expires is not None and expires <= at:
             await self._forget(state)  # its cookie has already expired: express deletes it
             state.mark_gone()
