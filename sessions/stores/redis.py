@@ -111,7 +111,9 @@ class RedisStore(Store):
         self.index_prefix = index_prefix or self.prefix.rstrip(":") + "-owners:"
         self.scan_count = scan_count
         self.url: str | None = None
+        self._timeout = 2.0  # from_url's; bounds the client `client` makes
         self._client = client
+        self._owns_client = False
         self._factory: Callable[[], Connection] | None = None
         self._shared: Connection | None = (
             None if client is None else ClientConnection(client, owned=False)
@@ -146,8 +148,6 @@ class RedisStore(Store):
         store._factory = connect
         return store
 
-    _timeout = 2.0
-
     @property
     def client(self) -> Any:
         """A redis.asyncio client of this store's Redis, for other extensions (auth's users, say)."""
@@ -156,8 +156,6 @@ class RedisStore(Store):
             self._client = _redis_py_client(self.url, self._timeout)
             self._owns_client = True
         return self._client
-
-    _owns_client = False
 
     def key(self, sid: str) -> str:
         return self.prefix + sid
