@@ -15,7 +15,7 @@ from typing import Protocol, TypeVar
 
 import asyncpg
 
-from sessions.stores.postgres_pool import Connections, no_reset
+from sessions.stores.postgres_pool import Connections, pool_maker
 from sessions.stores.postgres_sql import quote_identifier
 
 __all__ = ["AuthTable", "Database", "connect", "table_name"]
@@ -35,18 +35,13 @@ class Database(Protocol):
 def connect(url: str, *, pool_size: int = 5, timeout: float = 2.0) -> Connections:
     """Auth's own pool on ``url`` (one per event loop): ``AUTH_DATABASE_URL``'s."""
 
-    async def make_pool() -> asyncpg.Pool:
-        return await asyncpg.create_pool(
-            url,
-            min_size=0,
-            max_size=pool_size,
-            timeout=timeout,
-            reset=no_reset,
-            server_settings={
-                "statement_timeout": str(int(timeout * 1000)),
-                "application_name": "auth",
-            },
-        )
+    make_pool = pool_maker(
+        url,
+        size=pool_size,
+        connect_timeout=timeout,
+        statement_timeout=timeout,
+        application_name="auth",
+    )
 
     async def no_setup(connection: asyncpg.Connection) -> None:
         """Each store creates its own table (``AuthTable``)."""

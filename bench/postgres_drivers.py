@@ -35,6 +35,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from sessions.expiry import iso_from_ms
 from sessions.stores import postgres_sql as sql
+from sessions.stores.postgres_pool import no_reset
 
 STATEMENTS = ("read+renew", "merge", "insert", "delete")
 ROWS = 10_000
@@ -77,9 +78,6 @@ class Asyncpg(Driver):
         self.pool: asyncpg.Pool | None = None
 
     async def open(self, url: str, size: int) -> None:
-        async def no_reset(connection: asyncpg.Connection) -> None:
-            return None
-
         self.pool = await asyncpg.create_pool(
             url,
             min_size=size,

@@ -16,7 +16,7 @@ from ..expiry import Renewal, now_ms, renew_record
 from ..record import Change, merge_record
 from ..serialization import dump_json
 from .base import TTL, Store
-from .postgres_pool import Connections, no_reset
+from .postgres_pool import Connections, pool_maker
 from .postgres_sql import Statements
 
 __all__ = ["PostgresStore"]
@@ -79,21 +79,13 @@ class PostgresStore(Store):
         cls, url: str, *, pool_size: int = 10, connect_timeout: float = 2.0, **options: Any
     ) -> PostgresStore:
         """A store with a pool of its own per event loop; `statement_timeout` bounds every statement."""
-        statement_timeout = float(options.get("statement_timeout", 2.0))
-
-        async def connect() -> asyncpg.Pool:
-            return await asyncpg.create_pool(
-                url,
-                min_size=0,
-                max_size=pool_size,
-                timeout=connect_timeout,
-                reset=no_reset,
-                server_settings={
-                    "statement_timeout": str(int(statement_timeout * 1000)),
-                    "application_name": "sessions.PostgresStore",
-                },
-            )
-
+        connect = pool_maker(
+            url,
+            size=pool_size,
+            connect_timeout=connect_timeout,
+            statement_timeout=float(options.get("statement_timeout", 2.0)),
+            application_name="sessions.PostgresStore",
+        )
         return cls(connect, **options)
 
     async def _create_missing_tables(self, connection: asyncpg.Connection) -> None:

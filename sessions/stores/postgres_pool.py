@@ -15,7 +15,7 @@ import asyncpg
 
 from ..errors import StoreUnavailable
 
-__all__ = ["Connections", "no_reset"]
+__all__ = ["Connections", "no_reset", "pool_maker"]
 
 T = TypeVar("T")
 
@@ -46,6 +46,33 @@ def _dropped(error: Exception) -> bool:
 
 async def no_reset(connection: asyncpg.Connection) -> None:
     """A pool's reset on release that does nothing (asyncpg's default costs a round trip per use)."""
+
+
+def pool_maker(
+    url: str,
+    *,
+    size: int,
+    connect_timeout: float,
+    statement_timeout: float,
+    application_name: str,
+) -> Callable[[], Awaitable[asyncpg.Pool]]:
+    """What `Connections` calls to open a pool on `url`: connections made on demand, no reset on
+    release, and every statement bounded by the server's statement_timeout."""
+
+    async def make_pool() -> asyncpg.Pool:
+        return await asyncpg.create_pool(
+            url,
+            min_size=0,
+            max_size=size,
+            timeout=connect_timeout,
+            reset=no_reset,
+            server_settings={
+                "statement_timeout": str(int(statement_timeout * 1000)),
+                "application_name": application_name,
+            },
+        )
+
+    return make_pool
 
 
 class Connections:
