@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AsyncExitStack
 from pathlib import Path
@@ -203,6 +204,13 @@ def read_only(server: PostgresServer, on: bool) -> None:
     value = "on" if on else "off"
     psql(server.url, f"ALTER SYSTEM SET default_transaction_read_only = {value}")
     psql(server.url, "SELECT pg_reload_conf()")
+    # The reload reaches the postmaster asynchronously. Once a new connection has the setting,
+    # the postmaster has also passed it to every open one, which applies it before its next
+    # statement: from here on the app's pooled connections see it too.
+    deadline = time.monotonic() + 10
+    while psql(server.url, "SHOW default_transaction_read_only") != value:
+        assert time.monotonic() < deadline, f"default_transaction_read_only did not become {value}"
+        time.sleep(0.02)
 
 
 async def start_site(stack: AsyncExitStack, backend: str, settings: dict[str, Any]) -> Site:
