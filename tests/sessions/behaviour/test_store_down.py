@@ -1,4 +1,4 @@
-"""Redis stopped: pages that do not use the session still render; the rest get a 503; recovery is automatic."""
+"""A stopped store: pages that do not use the session still render; the rest get a 503; recovery is automatic."""
 
 from __future__ import annotations
 
@@ -6,8 +6,9 @@ import logging
 
 import pytest
 
+from deploy.postgres_server import PostgresServer
 from deploy.redis_server import RedisServer
-from sessions import RedisStore, SessionUnavailable
+from sessions import PostgresStore, RedisStore, SessionUnavailable, Store
 from tests.sessions.conftest import Browser, make_app
 
 
@@ -16,14 +17,25 @@ def store(private_redis: RedisServer) -> RedisStore:
     return RedisStore.from_url(private_redis.url, timeout=1.0)
 
 
-async def test_pages_keep_working_or_answer_503_while_redis_is_down_and_recover_after(
-    private_redis: RedisServer, store: RedisStore, caplog: pytest.LogCaptureFixture
+@pytest.fixture(params=["redis", "postgres"])
+def stoppable(request: pytest.FixtureRequest) -> tuple[RedisServer | PostgresServer, Store]:
+    """A private server of each kind and a store on it with one-second timeouts."""
+    if request.param == "redis":
+        redis: RedisServer = request.getfixturevalue("private_redis")
+        return redis, RedisStore.from_url(redis.url, timeout=1.0)
+    postgres: PostgresServer = request.getfixturevalue("private_postgres")
+    return postgres, PostgresStore.from_url(postgres.url, connect_timeout=1, statement_timeout=1)
+
+
+async def test_pages_keep_working_or_answer_503_while_the_store_is_down_and_recover_after(
+    stoppable: tuple[RedisServer | PostgresServer, Store], caplog: pytest.LogCaptureFixture
 ) -> None:
+    server, store = stoppable
     app = make_app(store)
     browser = Browser(app.test_client(use_cookies=False))
     assert (await (await browser.get("/count")).get_json())["views"] == 1
 
-    private_redis.stop()
+    server.stop()
     caplog.set_level(logging.WARNING, logger="sessions")
 
     untouched = await browser.get("/")
@@ -46,7 +58,7 @@ async def test_pages_keep_working_or_answer_503_while_redis_is_down_and_recover_
         record.levelno < logging.ERROR for record in caplog.records if record.name == "sessions"
     )
 
-    private_redis.start()  # same port, same append-only file
+    server.start()  # same port, same data
 
     recovered = await browser.get("/count")
     assert recovered.status_code == 200
