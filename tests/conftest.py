@@ -1,4 +1,5 @@
-"""Shared fixtures: the suite's own Redis and PostgreSQL, and private ones a test may break.
+"""Shared fixtures: the suite's own Redis and PostgreSQL, private ones a test may break, and the
+demo site on each backend (for tests/auth and tests/test_app.py).
 
 The suite needs no service already running. The first test that asks for Redis starts one
 redis-server for the whole run (each test keeps to its own key prefix); the first that asks for
@@ -13,13 +14,16 @@ import os
 import secrets
 import tempfile
 from collections.abc import AsyncIterator, Iterator
+from contextlib import AsyncExitStack
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
 
 from deploy.postgres_server import PostgresServer, create_database, drop_database
 from deploy.redis_server import RedisServer
+from tests.auth.support import BACKENDS, Site, SiteFactory, database_for, site_settings, start_site
 
 # pg_stat_statements lets a test count the statements its requests send.
 POSTGRES_SETTINGS = {"shared_preload_libraries": "pg_stat_statements"}
@@ -114,3 +118,54 @@ def private_postgres(request: pytest.FixtureRequest) -> Iterator[PostgresServer]
     settings = {**POSTGRES_SETTINGS, "log_statement": "all", **getattr(request, "param", {})}
     with PostgresServer(settings=settings) as server:
         yield server
+
+
+# ---------------------------------------------------------------------- the demo site
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    """Every test of the demo runs on the embedded default (files), on Redis and on PostgreSQL."""
+    return str(request.param)
+
+
+@pytest.fixture
+def database_url(backend: str, request: pytest.FixtureRequest) -> str | None:
+    """The "postgres" backend's database, this test's own; None for the other backends."""
+    return database_for(backend, request)
+
+
+@pytest.fixture
+async def make_site(
+    backend: str,
+    tmp_path: Path,
+    key_prefix: str,
+    redis_url: str,
+    redis_client: Any,
+    database_url: str | None,
+) -> AsyncIterator[SiteFactory]:
+    """Build demo sites with extra config; each is shut down after the test.
+
+    The first keeps to the test's key prefix and `tmp_path / "instance"`; each later one has a
+    numbered prefix and instance folder of its own.
+    """
+    async with AsyncExitStack() as stack:
+        count = 0
+
+        async def make(**config: Any) -> Site:
+            nonlocal count
+            count += 1
+            suffix = "" if count == 1 else str(count)
+            prefix = key_prefix.removesuffix("sess:") + (f"{suffix}:" if suffix else "")
+            instance = tmp_path / f"instance{suffix}"
+            settings = site_settings(
+                backend, instance, prefix, redis_url, database_url=database_url, **config
+            )
+            return await start_site(stack, backend, settings)
+
+        yield make
+
+
+@pytest.fixture
+async def site(make_site: SiteFactory) -> Site:
+    return await make_site()

@@ -11,7 +11,6 @@ import socket
 import stat
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -22,63 +21,19 @@ import pytest
 
 from app import WORKER_HISTORY, create_app, worker_history
 from deploy.postgres_server import PostgresServer
+from deploy.redis_server import RedisServer
 
 from .auth.support import (
-    BACKENDS,
     Browser,
     Site,
-    SiteFactory,
-    database_for,
     read_only,
     site_settings,
     start_site,
 )
-from .conftest import RedisServer
 
 ROOT = Path(__file__).resolve().parent.parent
 #: The variables that move sessions or accounts out of the instance folder.
 WHERE_TO_STORE = ("REDIS_URL", "DATABASE_URL", "AUTH_REDIS_URL", "AUTH_DATABASE_URL")
-
-
-@pytest.fixture(params=BACKENDS)
-def backend(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
-@pytest.fixture
-def database_url(backend: str, request: pytest.FixtureRequest) -> str | None:
-    return database_for(backend, request)
-
-
-@pytest.fixture
-async def make_site(
-    backend: str,
-    tmp_path: Path,
-    key_prefix: str,
-    redis_url: str,
-    redis_client: Any,
-    database_url: str | None,
-) -> AsyncIterator[SiteFactory]:
-    async with AsyncExitStack() as stack:
-
-        async def make(**config: Any) -> Site:
-            prefix = key_prefix.removesuffix("sess:")
-            settings = site_settings(
-                backend,
-                tmp_path / "instance",
-                prefix,
-                redis_url,
-                database_url=database_url,
-                **config,
-            )
-            return await start_site(stack, backend, settings)
-
-        yield make
-
-
-@pytest.fixture
-async def site(make_site: SiteFactory) -> Site:
-    return await make_site()
 
 
 async def test_counter_welcomes_then_counts(site: Site) -> None:
