@@ -14,11 +14,11 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
-from quart import Quart
+from quart import Quart, jsonify, session
 
 from sessions import Store
 from sessions.expiry import now_ms
-from tests.sessions.conftest import SECRET, Browser, set_cookies
+from tests.sessions.conftest import SECRET, Browser, make_app, set_cookies
 
 ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{32}")
 ISO_MS_Z = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
@@ -84,3 +84,17 @@ def warnings_from_sessions(caplog: pytest.LogCaptureFixture) -> list[str]:
         for record in caplog.records
         if record.name == "sessions" and record.levelno == logging.WARNING
     ]
+
+
+def app_with_login(store: Store) -> Quart:
+    """The test app with `POST /login/<name>`: a new id, owned by `user:<name>`, one-hour cookie."""
+    app = make_app(store, cookie={"max_age": 3600})
+
+    @app.post("/login/<name>")
+    async def login(name: str) -> Any:
+        await session.regenerate()
+        session.owner = f"user:{name}"
+        session["agent"] = name
+        return jsonify(id=session.id)
+
+    return app

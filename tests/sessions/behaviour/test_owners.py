@@ -4,23 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from quart import jsonify, session
-
 from sessions import Store
-from tests.sessions.conftest import Browser, make_app, sid_of
-
-
-def app_with_login(store: Store) -> Any:
-    app = make_app(store, cookie={"max_age": 3600})
-
-    @app.post("/login/<name>")
-    async def login(name: str) -> Any:
-        await session.regenerate()
-        session.owner = f"user:{name}"
-        session["agent"] = name
-        return jsonify(id=session.id)
-
-    return app
+from tests.sessions.behaviour.support import app_with_login
+from tests.sessions.conftest import Browser, sid_of
 
 
 async def signed_in(app: Any, name: str) -> Browser:

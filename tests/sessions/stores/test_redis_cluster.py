@@ -14,6 +14,7 @@ from redis.asyncio.cluster import RedisCluster
 
 from sessions import RedisStore
 from tests.redis_topologies import RedisCluster3, command
+from tests.sessions.behaviour.support import app_with_login
 from tests.sessions.conftest import Browser, make_app, sid_of
 
 PREFIX = "sess:"
@@ -162,19 +163,6 @@ async def test_parallel_requests_changing_different_keys_are_merged(
         "theme": "dark",
         "lang": "fr",
     }
-
-
-def app_with_login(store: RedisStore) -> Quart:
-    app = make_app(store, cookie={"max_age": 3600})
-
-    @app.post("/login/<name>")
-    async def login(name: str) -> Any:
-        await session.regenerate()
-        session.owner = f"user:{name}"
-        session["agent"] = name
-        return jsonify(id=session.id)
-
-    return app
 
 
 async def test_the_owner_index_lists_and_signs_out_sessions_held_by_every_master(
