@@ -11,12 +11,11 @@ from typing import Any, ParamSpec, TypeVar
 from argon2 import PasswordHasher
 from quart import Quart, current_app, g, request
 from redis.asyncio import Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from sessions import MemoryStore, PostgresStore, RedisStore
 from sessions.stores.postgres_pool import Connections
+from sessions.stores.redis import redis_client
 
 from .csrf import CSRF, csrf_token
 from .globals import ANONYMOUS, current_user
@@ -245,13 +244,7 @@ class Auth:
     def _redis(self, url: str | None, store: object) -> Redis | None:
         """The Redis of users and counters: ``AUTH_REDIS_URL``'s, else the sessions' own."""
         if url:
-            self._own_client = Redis.from_url(
-                url,
-                socket_timeout=2.0,
-                socket_connect_timeout=2.0,
-                retry=Retry(NoBackoff(), 1),  # one retry: pooled connections die on a restart
-                health_check_interval=30,
-            )
+            self._own_client = redis_client(url)
             return self._own_client
         if isinstance(store, RedisStore):
             client: Redis = store.client

@@ -19,7 +19,7 @@ from .base import TTL, Store
 from .multiplex import HAVE_HIREDIS, MultiplexedConnection
 from .redis_scripts import APPLY, LOAD, Script
 
-__all__ = ["RedisStore"]
+__all__ = ["RedisStore", "redis_client"]
 
 logger = logging.getLogger("sessions")
 
@@ -143,7 +143,7 @@ class RedisStore(Store):
                 connection = MultiplexedConnection.from_url(url, timeout=timeout)
                 assert connection is not None
                 return connection
-            return ClientConnection(_redis_py_client(url, timeout), owned=True)
+            return ClientConnection(redis_client(url, timeout), owned=True)
 
         store._factory = connect
         return store
@@ -153,7 +153,7 @@ class RedisStore(Store):
         """A redis.asyncio client of this store's Redis, for other extensions (auth's users, say)."""
         if self._client is None:
             assert self.url is not None
-            self._client = _redis_py_client(self.url, self._timeout)
+            self._client = redis_client(self.url, self._timeout)
             self._owns_client = True
         return self._client
 
@@ -294,7 +294,8 @@ def _bytes(value: Any) -> bytes | None:
     return value or None
 
 
-def _redis_py_client(url: str, timeout: float) -> Any:
+def redis_client(url: str, timeout: float = 2.0) -> Any:
+    """A redis.asyncio client of `url` that waits `timeout` for an answer and survives a restart."""
     from redis.asyncio import Redis
     from redis.asyncio.retry import Retry
     from redis.backoff import NoBackoff

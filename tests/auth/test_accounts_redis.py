@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import signal
+import time
 from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
@@ -112,3 +114,30 @@ async def test_sessions_may_be_evicted_while_accounts_live_elsewhere(
         again = await site.browser().register("alice")
         assert again.status_code == 400
         assert "That username is taken." in await again.get_data(as_text=True)
+
+
+async def test_a_hung_accounts_redis_costs_a_sign_in_one_timeout_not_two(
+    tmp_path: Path, private_redis: Any, key_prefix: str, redis_url: str, redis_client: Any
+) -> None:
+    """Auth's own Redis client waits 2 s for an answer, as the sessions' does, and does not
+    retry a timeout: a frozen AUTH_REDIS_URL is a 503 after one wait, then recovers."""
+    prefix = key_prefix.removesuffix("sess:")
+    settings = site_settings(
+        "redis", tmp_path / "instance", prefix, redis_url, AUTH_REDIS_URL=private_redis.url
+    )
+    async with AsyncExitStack() as stack:
+        site = await start_site(stack, "redis", settings)
+        await site.user("alice")
+        browser = site.browser()
+        token = await browser.csrf_token()
+        os.kill(private_redis.pid, signal.SIGSTOP)
+        try:
+            started = time.monotonic()
+            response = await browser.login("alice", csrf_token=token)
+            took = time.monotonic() - started
+        finally:
+            os.kill(private_redis.pid, signal.SIGCONT)
+        assert response.status_code == 503
+        assert "Traceback" not in await response.get_data(as_text=True)
+        assert 1.8 <= took < 3.6, f"waited {took:.2f} s for a 2 s timeout"
+        assert (await browser.login("alice", csrf_token=token)).status_code == 302
